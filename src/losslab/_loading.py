@@ -1,0 +1,112 @@
+"""Load user code given as ``path/to/file.py:function`` or ``package.module:function``."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from losslab.errors import UserError
+
+__all__ = ["is_user_spec", "load_callable", "option", "parse_spec", "reject_unknown"]
+
+
+def is_user_spec(spec: str) -> bool:
+    """True for ``file.py:fn`` and ``pkg.mod:fn``; built-in specs have no ``.py`` or dotted module."""
+    if ":" not in spec:
+        return False
+    head = spec.rsplit(":", 1)[0]
+    return head.endswith(".py") or "/" in head or "." in head
+
+
+def load_callable(spec: str, what: str) -> Callable[..., Any]:
+    """Import ``fn`` from ``path/to/file.py:fn`` or ``package.module:fn``.
+
+    ``what`` names the thing being loaded ("data", "model") for the error messages.
+    """
+    if ":" not in spec:
+        raise UserError(
+            f"The {what} spec {spec!r} names no function: write 'path/to/file.py:function' "
+            "or 'package.module:function'."
+        )
+    where, name = spec.rsplit(":", 1)
+    if where.endswith(".py") or "/" in where:
+        path = Path(where)
+        if not path.is_file():
+            raise UserError(f"The {what} file {where!r} does not exist: check the path in {spec!r}.")
+        module_name = f"losslab_user_{path.stem}_{abs(hash(str(path.resolve())))}"
+        loader_spec = importlib.util.spec_from_file_location(module_name, path)
+        if loader_spec is None or loader_spec.loader is None:
+            raise UserError(f"The {what} file {where!r} is not a Python file: give a .py file.")
+        module = importlib.util.module_from_spec(loader_spec)
+        sys.modules[module_name] = module
+        try:
+            loader_spec.loader.exec_module(module)
+        except Exception as exc:  # the user's module failed on import: say where
+            del sys.modules[module_name]
+            raise UserError(
+                f"Importing the {what} file {where!r} failed with "
+                f"{type(exc).__name__}: {exc}. Fix that file."
+            ) from exc
+    else:
+        try:
+            module = importlib.import_module(where)
+        except ImportError as exc:
+            raise UserError(
+                f"The {what} module {where!r} cannot be imported ({exc}): install it or give "
+                "'path/to/file.py:function' instead."
+            ) from exc
+    fn = getattr(module, name, None)
+    if fn is None or not callable(fn):
+        raise UserError(f"{where!r} has no function {name!r}: check the name after ':' in {spec!r}.")
+    return fn
+
+
+def parse_spec(spec: str, owner: str) -> tuple[str, str | None, dict[str, str]]:
+    """Split ``name[:positional][,key=value...]`` into its parts.
+
+    ``mlp:64-100-10,act=tanh`` gives ``("mlp", "64-100-10", {"act": "tanh"})`` and
+    ``teacher:n=500,d=5`` gives ``("teacher", None, {"n": "500", "d": "5"})``.
+    """
+    name, _, rest = spec.partition(":")
+    positional: str | None = None
+    options: dict[str, str] = {}
+    for i, part in enumerate(p.strip() for p in rest.split(",") if p.strip()):
+        if "=" in part:
+            key, value = part.split("=", 1)
+            options[key.strip()] = value.strip()
+        elif i == 0:
+            positional = part
+        else:
+            raise UserError(f"The option {part!r} of {owner} {spec!r} must be written key=value.")
+    return name.strip(), positional, options
+
+
+def option(options: dict[str, str], key: str, default: Any, owner: str) -> Any:
+    """Pop ``key`` from parsed options, converted to the type of ``default``."""
+    if key not in options:
+        return default
+    text = options.pop(key)
+    kind = type(default)
+    try:
+        if kind is bool:
+            if text.lower() not in ("0", "1", "true", "false", "yes", "no"):
+                raise ValueError(text)
+            return text.lower() in ("1", "true", "yes")
+        return kind(text)
+    except ValueError:
+        raise UserError(
+            f"The '{key}' option of {owner} must be a {kind.__name__}. Got {text!r}."
+        ) from None
+
+
+def reject_unknown(options: dict[str, str], owner: str, known: list[str]) -> None:
+    """Fail on options left after the known ones were popped."""
+    if options:
+        key = next(iter(options))
+        raise UserError(
+            f"{owner} has no option {key!r}: known options are {', '.join(known) or 'none'}."
+        )

@@ -1,0 +1,245 @@
+"""What every command shares: options, building the objective, the run directory, output.
+
+A command is a typed function decorated with `command`; it builds its inputs with
+`Setup`, opens its run with `open_run`, and ends with `finish`. Errors follow one
+rule: a `UserError` prints one line and exits 2 (nothing half-written stays); anything
+else prints one line, marks run.json 'failed' and exits 1. ``LOSSLAB_DEBUG=1`` shows
+the traceback instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import click
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from losslab.data import Dataset, load_data
+from losslab.errors import UserError
+from losslab.models import build_model, load_checkpoint
+from losslab.objective import Objective, resolve_device, resolve_dtype
+from losslab.store import RunDir, load
+from losslab.store.run import Run
+
+__all__ = [
+    "Setup", "command", "default_model", "emit", "finish", "open_run", "progress_bar", "quiet", "stderr", "stdout",
+]
+
+stdout = Console(highlight=False, soft_wrap=True)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# ------------------------------------------------------------------------ options
+ModelOpt = Annotated[str | None, typer.Option("--model", help="Zoo spec (mlp:64-100-100-10, cnn1d, deep:8,width=64,residual=1) or path/to/file.py:function. Default: an MLP sized for --data.")]
+DataOpt = Annotated[str, typer.Option("--data", help="digits, mnist1d, teacher, spirals, xor (with key=value options, e.g. digits:label_noise=0.2) or path/to/file.py:function.")]
+CheckpointOpt = Annotated[str | None, typer.Option("--checkpoint", help="A state_dict file, or a train run directory (its model.pt, model and data).")]
+LossOpt = Annotated[str | None, typer.Option("--loss", help="cross_entropy | mse | bce. Default: cross_entropy for class labels, mse otherwise.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="cpu or cuda.")]
+DtypeOpt = Annotated[str, typer.Option("--dtype", help="float32 or float64.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the model's initialization and of every random choice.")]
+OutOpt = Annotated[Path | None, typer.Option("--out", help="Run directory to write (default runs/<command>-<time>).")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite a complete run in --out.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the run's result as one JSON object on stdout (everything else goes to stderr).")]
+LabelNoiseOpt = Annotated[float | None, typer.Option("--label-noise", help="Fraction of training labels replaced by random labels (0 … 1).")]
+RayOpt = Annotated[str | None, typer.Option("--ray", help="Run independent pieces on Ray: 'local' or a cluster ADDRESS.")]
+
+
+def command(fn: F) -> F:
+    """Turn exceptions into the documented exit codes (2 user error, 1 internal failure)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, click.exceptions.ClickException, click.exceptions.Abort):
+            raise
+        except UserError as exc:
+            if os.environ.get("LOSSLAB_DEBUG"):
+                raise
+            stderr.print(f"losslab: error: {exc}", markup=False)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            stderr.print("losslab: interrupted; rerun the same command to resume.", markup=False)
+            raise typer.Exit(130) from None
+        except Exception as exc:
+            if os.environ.get("LOSSLAB_DEBUG"):
+                raise
+            stderr.print(f"losslab: internal error: {type(exc).__name__}: {exc} "
+                         "(set LOSSLAB_DEBUG=1 for the traceback)", markup=False)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+# ------------------------------------------------------------------------ inputs
+def default_model(data: Dataset) -> str:
+    """An MLP sized for the data: 100-100 hidden for digits and MNIST-1D, smaller for toy sets."""
+    fan_in = 1
+    for size in data.input_shape:
+        fan_in *= size
+    hidden = {"xor": "2", "spirals": "64-64", "teacher": "16"}.get(data.name, "100-100")
+    return f"mlp:{fan_in}-{hidden}-{data.output_dim}" + (",act=tanh" if data.name == "xor" else "")
+
+
+@dataclass
+class Setup:
+    """The common inputs of a command, resolved once: data, model, checkpoint, loss, device, dtype, seed."""
+
+    model: str | None = None
+    data: str = "digits"
+    checkpoint: str | None = None
+    loss: str | None = None
+    device: str = "cpu"
+    dtype: str = "float32"
+    seed: int = 0
+    label_noise: float | None = None
+
+    def __post_init__(self) -> None:
+        resolve_dtype(self.dtype)
+        resolve_device(self.device)
+        self._dataset: Dataset | None = None
+        if self.checkpoint is not None and Path(self.checkpoint).is_dir():
+            self._from_run(Path(self.checkpoint))
+
+    def _from_run(self, path: Path) -> None:
+        run = load(path)
+        config = run.manifest.get("config", {})
+        if not (path / "model.pt").is_file():
+            raise UserError(f"The run {str(path)!r} has no model.pt: give a train run directory or a .pt file.")
+        self.checkpoint = str(path / "model.pt")
+        self.model = self.model or config.get("model")
+        if self.data == "digits" and config.get("data"):
+            self.data = config["data"]
+        self.loss = self.loss or config.get("loss")
+
+    @property
+    def dataset(self) -> Dataset:
+        if self._dataset is None:
+            self._dataset = load_data(self.data, label_noise=self.label_noise)
+        return self._dataset
+
+    @property
+    def model_spec(self) -> str:
+        return self.model or default_model(self.dataset)
+
+    @property
+    def loss_name(self) -> str:
+        if self.loss:
+            return self.loss
+        return "cross_entropy" if self.dataset.task == "classification" else "mse"
+
+    def build_model(self, seed: int | None = None, checkpoint: str | None = None) -> Any:
+        model = build_model(self.model_spec, seed=self.seed if seed is None else seed)
+        path = checkpoint or self.checkpoint
+        if path is not None:
+            load_checkpoint(model, path)
+        return model
+
+    def objective(self, model: Any = None, *, split: str = "train", **kwargs: Any) -> Objective:
+        return Objective(
+            self.build_model() if model is None else model, self.loss_name, self.dataset, split=split,
+            dtype=self.dtype, device=self.device, **kwargs,
+        )
+
+    def config(self) -> dict[str, Any]:
+        return {"model": self.model_spec, "data": self.data, "label_noise": self.label_noise,
+                "checkpoint": self.checkpoint, "loss": self.loss_name, "device": self.device,
+                "dtype": self.dtype, "seed": self.seed}
+
+
+# ------------------------------------------------------------------------ runs
+def default_out(command_name: str) -> Path:
+    return Path("runs") / f"{command_name.replace(' ', '-')}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+@contextmanager
+def open_run(command_name: str, out: Path | None, *, config: dict[str, Any], force: bool,
+             seeds: dict[str, Any] | None = None, device: str = "cpu", dtype: str = "float32") -> Iterator[RunDir]:
+    """A run directory for the body of a command; cleans up after user errors, records failures."""
+    run = RunDir.create(out or default_out(command_name), command=command_name, config=config, force=force,
+                        argv=["losslab", *sys.argv[1:]], seeds=seeds, device=device, dtype=dtype)
+    try:
+        yield run
+    except UserError:
+        run.discard()
+        raise
+    except BaseException as exc:
+        run.fail(f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def finish(run: RunDir, results: dict[str, Any], summary: dict[str, Any], *, json_out: bool, title: str) -> Run:
+    """Save results, draw figures, write report.html, mark the run complete and print the summary."""
+    from losslab.report import Section, write_report
+
+    for name, result in results.items():
+        run.save_result(name, result)
+    run.manifest["result"] = summary
+    run.manifest["status"] = "complete"  # the report shows the state it is written in
+    write_report(run.path / "report.html", title, [Section(title, run.manifest, results)], run.path / "figures")
+    run.complete(summary)
+    emit(run.path, run.manifest, json_out)
+    return load(run.path)
+
+
+_QUIET: list[bool] = [False]
+
+
+@contextmanager
+def quiet() -> Iterator[None]:
+    """Silence `emit` (the demo runs commands and prints only its own summary)."""
+    _QUIET.append(True)
+    try:
+        yield
+    finally:
+        _QUIET.pop()
+
+
+def emit(path: Path, manifest: dict[str, Any], json_out: bool) -> None:
+    """One JSON object on stdout (--json), or a readable table."""
+    if _QUIET[-1]:
+        return
+    if json_out:
+        payload = {"run": str(path), "command": manifest.get("command"), "status": manifest.get("status"),
+                   "result": manifest.get("result")}
+        sys.stdout.write(json.dumps(payload, default=str, allow_nan=True) + "\n")
+        sys.stdout.flush()
+        return
+    table = Table(title=f"{manifest.get('command')} → {path}", show_header=False)
+    for key, value in _rows(manifest.get("result") or {}):
+        table.add_row(key, value)
+    stdout.print(table)
+    stdout.print(f"report: {path / 'report.html'}", markup=False)
+
+
+def _rows(summary: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, str]]:
+    for key, value in summary.items():
+        if isinstance(value, dict):
+            yield from _rows(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+@contextmanager
+def progress_bar(description: str, enabled: bool = True) -> Iterator[Callable[[int, int], None]]:
+    """A rich progress bar on stderr; yields ``update(done, total)``."""
+    if not enabled or not sys.stderr.isatty():
+        yield lambda done, total: None
+        return
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=stderr, transient=True) as bar:
+        task = bar.add_task(description, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)

@@ -1,0 +1,82 @@
+"""``losslab train``: train one seed or a seed ensemble and keep the trajectory."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from losslab.cli.app import app
+from losslab.cli.common import (
+    CheckpointOpt, DataOpt, DeviceOpt, DtypeOpt, ForceOpt, JsonOpt, LabelNoiseOpt, LossOpt, ModelOpt, OutOpt,
+    SeedOpt, Setup, command, finish, open_run, progress_bar,
+)
+from losslab.errors import check_int
+from losslab.models import save_checkpoint
+from losslab.train import TrainConfig, init_thetas, train, train_ensemble
+
+__all__ = ["train_command"]
+
+
+@app.command("train")
+@command
+def train_command(
+    model: ModelOpt = None,
+    data: DataOpt = "digits",
+    checkpoint: CheckpointOpt = None,
+    loss: LossOpt = None,
+    device: DeviceOpt = "cpu",
+    dtype: DtypeOpt = "float32",
+    seed: SeedOpt = 0,
+    out: OutOpt = None,
+    force: ForceOpt = False,
+    json_out: JsonOpt = False,
+    label_noise: LabelNoiseOpt = None,
+    optimizer: Annotated[str, typer.Option(help="gd | sgd | momentum | adam.")] = "sgd",
+    lr: Annotated[float, typer.Option(help="Learning rate.")] = 0.1,
+    momentum: Annotated[float, typer.Option(help="Momentum (optimizer momentum).")] = 0.9,
+    weight_decay: Annotated[float, typer.Option(help="Coupled L2 weight decay.")] = 0.0,
+    batch_size: Annotated[int, typer.Option(help="Rows per step; 0 = full batch.")] = 64,
+    epochs: Annotated[int, typer.Option(help="Epoch budget.")] = 20,
+    steps: Annotated[int | None, typer.Option(help="Step budget (overrides --epochs).")] = None,
+    schedule: Annotated[str, typer.Option(help="constant | cosine.")] = "constant",
+    target_loss: Annotated[float | None, typer.Option(help="Stop once the train loss is ≤ this.")] = None,
+    target_accuracy: Annotated[float | None, typer.Option(help="Stop once the train accuracy is ≥ this.")] = None,
+    record_every: Annotated[int | None, typer.Option(help="Steps between records (default: each epoch).")] = None,
+    snapshot_every: Annotated[int | None, typer.Option(help="Steps between saved θ (default: each record).")] = None,
+    seeds: Annotated[int, typer.Option(help="Train this many seeds (seed, seed+1, …) together in one vmapped ensemble.")] = 1,
+) -> None:
+    """Train a model; writes the metrics, the trajectory, model.pt and init.pt (seed-K.pt per ensemble member)."""
+    check_int(seeds, "seeds", "train", low=1)
+    check_int(batch_size, "batch_size", "train", low=0)
+    setup = Setup(model, data, checkpoint, loss, device, dtype, seed, label_noise)
+    config = TrainConfig(
+        optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
+        batch_size=batch_size or None, epochs=epochs, steps=steps, schedule=schedule, target_loss=target_loss,
+        target_accuracy=target_accuracy, record_every=record_every, snapshot_every=snapshot_every, seed=seed,
+    )
+    objective = setup.objective()
+    member_seeds = list(range(seed, seed + seeds))
+    run_config = {**setup.config(), "train": config.to_dict(), "seeds": member_seeds}
+    with open_run("train", out, config=run_config, force=force, seeds={"seeds": member_seeds},
+                  device=device, dtype=dtype) as run:
+        with progress_bar("training", not json_out) as update:
+            if seeds == 1:
+                result = train(objective, config, progress=update)
+                model_out = setup.build_model()
+                model_out.load_state_dict(objective.state_dict(result.theta))
+                save_checkpoint(model_out, run.path / "model.pt")
+                model_out.load_state_dict(objective.state_dict(result.theta_init))
+                save_checkpoint(model_out, run.path / "init.pt")
+                results, summary = {"train": result}, result.summary()
+            else:
+                thetas = init_thetas(setup.model_spec, member_seeds, objective)
+                if checkpoint is not None:
+                    thetas[:] = objective.theta0
+                ensemble = train_ensemble(objective, config, thetas=thetas, seeds=member_seeds, progress=update)
+                model_out = setup.build_model()
+                for k, s in enumerate(member_seeds):
+                    model_out.load_state_dict(objective.state_dict(ensemble.thetas[k]))
+                    save_checkpoint(model_out, run.path / f"seed-{s}.pt")
+                results, summary = {"ensemble": ensemble}, ensemble.summary()
+        finish(run, results, summary, json_out=json_out, title=f"train {setup.model_spec} on {setup.data}")

@@ -1,0 +1,15 @@
+"""The model zoo (short spec strings) and user models given as ``module:function``."""
+
+from losslab.models.build import build_model, load_checkpoint, save_checkpoint
+from losslab.models.zoo import MLP, ZOO, Conv1DNet, DeepMLP, register_model
+
+__all__ = [
+    "MLP",
+    "ZOO",
+    "Conv1DNet",
+    "DeepMLP",
+    "build_model",
+    "load_checkpoint",
+    "register_model",
+    "save_checkpoint",
+]

@@ -1,0 +1,513 @@
+"""The empirical risk as a function of one flat parameter vector.
+
+    L(θ) = (1/n) Σ_i ℓ(f(x_i; θ), y_i)
+
+`Objective` is the only bridge between an ``nn.Module`` and that function: every
+analysis in losslab calls its methods and never loads weights into a module itself.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from losslab.data.dataset import Dataset, as_dataset
+from losslab.errors import UserError, check_choice, check_int
+from losslab.objective.layout import ParamLayout
+from losslab.objective.losses import Loss, resolve_loss
+from losslab.objective.plan import SequentialPlan
+
+__all__ = ["HVP_MODES", "MANY_MODES", "CurvatureAt", "Objective", "resolve_device", "resolve_dtype"]
+
+HVP_MODES = ("auto", "reuse", "recompute", "forward")
+MANY_MODES = ("auto", "plan", "loop", "vmap")
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+_STOCHASTIC = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
+
+
+def resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype:
+    """float32 by default; float64 on request ('float64' or torch.float64)."""
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, str):
+        check_choice(dtype, "dtype", "Objective", _DTYPES)
+        return _DTYPES[dtype]
+    if dtype not in _DTYPES.values():
+        raise UserError(f"The 'dtype' parameter must be float32 or float64. Got {dtype}.")
+    return dtype
+
+
+def resolve_device(device: torch.device | str | None) -> torch.device:
+    """CPU by default; 'cuda' where CUDA exists, with a clear error where it does not."""
+    if device is None:
+        return torch.device("cpu")
+    try:
+        device = torch.device(device)
+    except RuntimeError:
+        raise UserError(f"The 'device' parameter must be 'cpu' or 'cuda[:i]'. Got {device!r}.") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("The device 'cuda' was asked for but CUDA is not available here: use --device cpu.")
+    if device.type not in ("cpu", "cuda"):
+        raise UserError(f"The 'device' parameter must be 'cpu' or 'cuda[:i]'. Got {str(device)!r}.")
+    return device
+
+
+class Objective:
+    """L(θ) = (1/n) Σ ℓ(f(x_i; θ), y_i) of a model, a loss and data, over a flat θ ∈ R^D.
+
+    Parameters
+    ----------
+    model : the network; it is copied (to ``dtype`` and ``device``), never modified.
+    loss : 'cross_entropy', 'mse' or 'bce' (normalizations in `losslab.objective.losses`),
+        or a callable ``fn(output, target)`` returning per-example losses or their mean.
+    data : a `Dataset` (its ``split`` is used), ``(X, y)`` tensors, or a torch Dataset.
+    dtype : float32 (default) or float64; data, parameters and buffers are cast to it.
+    device : 'cpu' (default) or 'cuda'.
+    batch_size : rows per forward pass; results do not depend on it (sums are divided
+        by n once). Default: every row at once if that fits ``memory_budget``.
+    check_determinism : fail unless the same θ gives the same loss twice and each
+        example's output is independent of its batch (catches dropout, train-mode batch
+        norm and random augmentation).
+    check_finite : fail when a loss, gradient or Hessian-vector product is not finite.
+    memory_budget : bytes of activations a batched call may hold (chunks follow from it).
+    hvp_mode : 'reuse' keeps the gradient graph at θ and runs only the second backward
+        per product (PyHessian's scheme); 'recompute' redoes forward and backward each
+        time; 'forward' is forward-over-reverse (``jvp`` of ``grad``). 'auto' picks by
+        measurement per device (`benchmarks/hvp.py`).
+    many_mode : how `loss_many` evaluates a block of points: 'plan' (fused batched MLP,
+        Sequential MLPs only), 'loop' (one point at a time) or 'vmap'. 'auto' picks by
+        measurement per device (`benchmarks/hvp.py`, `benchmarks/surface_plane.py`).
+
+    >>> import torch
+    >>> X = torch.randn(20, 3, dtype=torch.float64); y = torch.randn(20, 1, dtype=torch.float64)
+    >>> obj = Objective(torch.nn.Linear(3, 1, bias=False), "mse", (X, y), dtype="float64")
+    >>> H = obj.hessian(obj.theta0)  # ½‖Xw − y‖²/n has Hessian XᵀX/n
+    >>> bool(torch.allclose(H, X.T @ X / 20))
+    True
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss: str | Loss | Callable[..., torch.Tensor] = "cross_entropy",
+        data: Dataset | tuple[torch.Tensor, torch.Tensor] | Any = None,
+        *,
+        split: str = "train",
+        dtype: torch.dtype | str | None = None,
+        device: torch.device | str | None = None,
+        batch_size: int | None = None,
+        check_determinism: bool = True,
+        check_finite: bool = True,
+        memory_budget: int = 1 << 30,
+        hvp_mode: str = "auto",
+        many_mode: str = "auto",
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise UserError(f"The 'model' parameter of Objective must be a torch.nn.Module. Got {type(model).__name__}.")
+        if data is None:
+            raise UserError("Objective needs data: pass a losslab Dataset, (X, y) tensors or a torch Dataset.")
+        self.dtype = resolve_dtype(dtype)
+        self.device = resolve_device(device)
+        self.check_determinism = check_determinism
+        self.check_finite = check_finite
+        self.memory_budget = check_int(memory_budget, "memory_budget", "Objective", low=1 << 20)
+        self.hvp_mode = check_choice(hvp_mode, "hvp_mode", "Objective", HVP_MODES)
+        self.many_mode = check_choice(many_mode, "many_mode", "Objective", MANY_MODES)
+        self.dataset = as_dataset(data)
+        self.split = split
+        X, y = self.dataset.split(split)
+        if len(X) == 0:
+            raise UserError(f"The {split} split of {self.dataset.name!r} is empty: give at least one example.")
+        self.X = X.to(self.device, self.dtype if X.is_floating_point() else X.dtype)
+        self.y = y.to(self.device, self.dtype if y.is_floating_point() else y.dtype)
+        self.n = len(self.X)
+        self.loss_fn = resolve_loss(loss, classification=not self.y.is_floating_point())
+        self.model = copy.deepcopy(model).to(device=self.device, dtype=self.dtype)
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.layout = ParamLayout.of(self.model)
+        self.dim = self.layout.dim
+        self.buffers = dict(self.model.named_buffers())
+        self.theta0 = self.layout.flatten(self.model).clone()
+        self._plan = SequentialPlan.of(self.model, self.layout)
+        if not torch.isfinite(self.X).all() or (self.y.is_floating_point() and not torch.isfinite(self.y).all()):
+            raise UserError(f"The data {self.dataset.name!r} contains NaN or inf: clean or impute it first.")
+        self._bytes_per_row = self._check_model()
+        if batch_size is None:
+            rows = self.memory_budget // max(1, 4 * self._bytes_per_row)
+            batch_size = max(1, min(self.n, rows))
+        self.batch_size = check_int(batch_size, "batch_size", "Objective", low=1)
+
+    # ------------------------------------------------------------------ basics
+    def __repr__(self) -> str:
+        return (
+            f"Objective({type(self.model).__name__}, loss={self.loss_fn.name!r}, n={self.n}, "
+            f"D={self.dim}, dtype={self.dtype}, device={self.device})"
+        )
+
+    @property
+    def is_classification(self) -> bool:
+        return self.loss_fn.correct is not None
+
+    def on(self, data: Dataset | tuple[torch.Tensor, torch.Tensor] | Any = None, *, split: str | None = None) -> Objective:
+        """The same model and settings on other data (or another split of the same data)."""
+        other = copy.copy(self)
+        dataset = self.dataset if data is None else as_dataset(data)
+        X, y = dataset.split(split or self.split)
+        other.dataset, other.split = dataset, split or self.split
+        other.X = X.to(self.device, self.dtype if X.is_floating_point() else X.dtype)
+        other.y = y.to(self.device, self.dtype if y.is_floating_point() else y.dtype)
+        other.n = len(other.X)
+        if data is not None:
+            other._check_model()
+        return other
+
+    def as_theta(self, theta: torch.Tensor | nn.Module | dict[str, torch.Tensor], name: str = "θ") -> torch.Tensor:
+        """θ as a [D] tensor on this objective's device and dtype, with its length checked.
+
+        Also accepts a module or state_dict with this model's parameter names.
+        """
+        if isinstance(theta, (nn.Module, dict)):
+            params = dict(theta.named_parameters()) if isinstance(theta, nn.Module) else theta
+            missing = [k for k in self.layout.names if k not in params]
+            if missing:
+                raise UserError(f"{name} lacks the parameter {missing[0]!r} of this model: pass weights of the same architecture.")
+            theta = self.layout.flatten(params)
+        if not isinstance(theta, torch.Tensor):
+            theta = torch.as_tensor(theta)
+        if theta.shape != (self.dim,):
+            raise UserError(
+                f"{name} has shape {tuple(theta.shape)} but the model has {self.dim} parameters: "
+                f"pass a flat vector of length {self.dim} (Objective.theta0 has the right layout)."
+            )
+        return theta.to(self.device, self.dtype)
+
+    def state_dict(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Parameters (from θ) and buffers, ready for ``model.load_state_dict``."""
+        params = self.layout.unflatten(self.as_theta(theta).detach())
+        state = {**{k: v.clone() for k, v in params.items()}, **{k: v.clone() for k, v in self.buffers.items()}}
+        return {k: state[k] for k in self.model.state_dict()}
+
+    def batches(self, batch_size: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Fixed consecutive batches of the data (views, no copies)."""
+        size = batch_size or self.batch_size
+        for start in range(0, self.n, size):
+            yield self.X[start : start + size], self.y[start : start + size]
+
+    def forward(self, theta: torch.Tensor, X: torch.Tensor | None = None, *, buffers: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Model outputs f(X; θ) (all rows of the data when ``X`` is None), in batches."""
+        theta = self.as_theta(theta)
+        X = self.X if X is None else X.to(self.device, self.dtype)
+        with torch.no_grad():
+            parts = [self._outputs(theta, X[i : i + self.batch_size], buffers) for i in range(0, len(X), self.batch_size)]
+        return torch.cat(parts)
+
+    def _outputs(self, theta: torch.Tensor, X: torch.Tensor, buffers: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        params = self.layout.unflatten(theta)
+        return functional_call(self.model, (params, self.buffers if buffers is None else buffers), (X,))
+
+    def _loss_sum(self, theta: torch.Tensor, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.loss_fn.sum(self._outputs(theta, X), y)
+
+    # ------------------------------------------------------------------ values
+    def loss(self, theta: torch.Tensor) -> torch.Tensor:
+        """L(θ), a 0-dim tensor."""
+        theta = self.as_theta(theta)
+        with torch.no_grad():
+            total = sum(self._loss_sum(theta, X, y) for X, y in self.batches())
+        value = total / self.n
+        self._finite(value, "loss")
+        return value
+
+    def metrics(self, theta: torch.Tensor) -> dict[str, float | None]:
+        """Loss and (for classification) accuracy over the data, as Python floats."""
+        out = self.metrics_many(self.as_theta(theta)[None])
+        return {k: (None if v is None else float(v[0])) for k, v in out.items()}
+
+    def value_and_grad(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(L(θ), ∇L(θ)) in one pass over the data."""
+        theta = self.as_theta(theta).detach().requires_grad_(True)
+        total = torch.zeros((), dtype=self.dtype, device=self.device)
+        grad = torch.zeros_like(theta)
+        for X, y in self.batches():
+            value = self._loss_sum(theta, X, y)
+            (g,) = torch.autograd.grad(value, theta)
+            total, grad = total + value.detach(), grad + g
+        value, grad = total / self.n, grad / self.n
+        self._finite(value, "loss")
+        self._finite(grad, "gradient")
+        return value, grad
+
+    def grad(self, theta: torch.Tensor) -> torch.Tensor:
+        """∇L(θ), a [D] tensor."""
+        return self.value_and_grad(theta)[1]
+
+    def batch_loss(self, theta: torch.Tensor, index: torch.Tensor, *, train: bool = False) -> torch.Tensor:
+        """Mean loss over the rows ``index`` (differentiable in θ): the trainer's minibatch loss.
+
+        ``train=True`` runs the model in training mode, so batch norm uses batch
+        statistics and updates this objective's running buffers.
+        """
+        X, y = self.X[index], self.y[index]
+        if not train:
+            return self._loss_sum(theta, X, y) / len(index)
+        was_training = self.model.training
+        self.model.train()
+        try:
+            return self._loss_sum(theta, X, y) / len(index)
+        finally:
+            self.model.train(was_training)
+
+    # ------------------------------------------------------------------ many points
+    def loss_many(self, thetas: torch.Tensor) -> torch.Tensor:
+        """L at each row of ``thetas`` [P, D]; returns [P]. Non-finite values are returned, not raised."""
+        return self.metrics_many(thetas, accuracy=False)["loss"]  # type: ignore[return-value]
+
+    def metrics_many(self, thetas: torch.Tensor, *, accuracy: bool = True) -> dict[str, torch.Tensor | None]:
+        """Loss (and accuracy) at each row of ``thetas`` [P, D], chunked to the memory budget.
+
+        The evaluation path ('plan', 'loop' or 'vmap', see ``many_mode``) changes speed,
+        not values: the paths agree to floating-point round-off (tests/test_objective.py).
+        """
+        thetas = torch.as_tensor(thetas)
+        if thetas.ndim != 2 or thetas.shape[1] != self.dim:
+            raise UserError(
+                f"loss_many needs a [P, {self.dim}] block of parameter points. Got shape {tuple(thetas.shape)}."
+            )
+        thetas = thetas.to(self.device, self.dtype)
+        want_acc = accuracy and self.is_classification
+        mode = self._many_path()
+        losses = torch.zeros(len(thetas), dtype=self.dtype, device=self.device)
+        correct = torch.zeros(len(thetas), dtype=self.dtype, device=self.device)
+        with torch.no_grad():
+            if mode == "loop":
+                for p, theta in enumerate(thetas):
+                    for X, y in self.batches():
+                        out = self._outputs(theta, X)
+                        losses[p] += self.loss_fn.sum(out, y)
+                        if want_acc:
+                            correct[p] += self.loss_fn.correct(out, y)  # type: ignore[misc]
+            else:
+                chunk = self._points_per_chunk(mode)
+                for start in range(0, len(thetas), chunk):
+                    block = thetas[start : start + chunk]
+                    for X, y in self.batches():
+                        out = self._plan.outputs(block, X) if mode == "plan" else torch.vmap(  # type: ignore[union-attr]
+                            self._outputs, in_dims=(0, None)
+                        )(block, X)
+                        losses[start : start + chunk] += torch.vmap(self.loss_fn.sum, in_dims=(0, None))(out, y)
+                        if want_acc:
+                            correct[start : start + chunk] += torch.vmap(self.loss_fn.correct, in_dims=(0, None))(out, y)  # type: ignore[arg-type]
+        return {"loss": losses / self.n, "accuracy": correct / self.n if want_acc else None}
+
+    def _many_path(self) -> str:
+        mode = self.many_mode
+        if mode == "plan" and self._plan is None:
+            raise UserError("many_mode='plan' needs an nn.Sequential MLP: use many_mode='auto'.")
+        if mode != "auto":
+            return mode
+        if self._plan is not None:
+            return "plan"  # fastest measured on CPU; on CUDA it is one fused bmm chain too
+        return "vmap" if self.device.type == "cuda" else "loop"
+
+    def _points_per_chunk(self, mode: str) -> int:
+        rows = min(self.batch_size, self.n)
+        per_point = max(1, rows * self._bytes_per_row)
+        if mode == "plan" and self.device.type == "cpu":
+            # Keep a chunk's activations near the last-level cache: 8 points of the
+            # digits MLP (4.6 MB) ran 3,050 points/s, 32 points (18 MB) only 840.
+            return max(1, min(64, (6 << 20) // per_point))
+        return max(1, min(4096, self.memory_budget // per_point))
+
+    # ------------------------------------------------------------------ curvature
+    def hvp(self, theta: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Hessian-vector product ∇²L(θ) v, a [D] tensor."""
+        return self.curvature_at(theta, cache=False).hvp(v)
+
+    def hvp_many(self, theta: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
+        """∇²L(θ) vᵢ for each row of ``V`` [k, D]; returns [k, D]."""
+        return self.curvature_at(theta).hvp_many(V)
+
+    def ggn_vp(self, theta: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Generalized Gauss–Newton product G v = (1/n) Σ Jᵢᵀ ∇²ℓᵢ Jᵢ v (PSD for convex ℓ)."""
+        return self.curvature_at(theta, cache=False).ggn(v)
+
+    def curvature_at(self, theta: torch.Tensor, *, cache: bool = True) -> CurvatureAt:
+        """Products with ∇²L and the GGN at one θ; keeps the gradient graph when it fits."""
+        return CurvatureAt(self, self.as_theta(theta).detach(), cache=cache)
+
+    def hessian(self, theta: torch.Tensor) -> torch.Tensor:
+        """The dense [D, D] Hessian (D products; for tiny models and tests)."""
+        at = self.curvature_at(theta)
+        return at.hvp_many(torch.eye(self.dim, dtype=self.dtype, device=self.device))
+
+    # ------------------------------------------------------------------ checks
+    def _finite(self, value: torch.Tensor, what: str) -> None:
+        if self.check_finite and not bool(torch.isfinite(value).all()):
+            raise UserError(
+                f"The {what} at this θ is not finite: check data and weights for NaN/inf or lower "
+                "the learning rate that produced θ (pass check_finite=False to get it anyway)."
+            )
+
+    def _check_model(self) -> int:
+        """Run the checks that must hold before any number is trusted; return activation bytes per row."""
+        if self.check_determinism:
+            for name, module in self.model.named_modules():
+                if module.training and isinstance(module, _STOCHASTIC) and getattr(module, "p", 0) > 0:
+                    raise UserError(
+                        f"The model has dropout in training mode ({name or 'model'}), so the same θ gives "
+                        "different losses: call model.eval() or pass check_determinism=False."
+                    )
+                if module.training and isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    raise UserError(
+                        f"The model has batch norm in training mode ({name or 'model'}), so the loss depends "
+                        "on how the data are batched: call model.eval() or pass check_determinism=False."
+                    )
+        rows = min(self.n, 4)
+        X, y = self.X[:rows], self.y[:rows]
+        sizes: list[int] = []
+        hooks = [m.register_forward_hook(lambda _m, _i, o: sizes.append(o.numel() if isinstance(o, torch.Tensor) else 0))
+                 for m in self.model.modules()]
+        try:
+            with torch.no_grad():
+                out = self._outputs(self.theta0, X)
+        except Exception as exc:
+            raise UserError(
+                f"The model failed on inputs of shape {tuple(X.shape)}: {type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''}. Match the model's input layer to the data."
+            ) from None
+        finally:
+            for h in hooks:
+                h.remove()
+        if not isinstance(out, torch.Tensor):
+            raise UserError(f"The model must return a tensor of outputs; it returned {type(out).__name__}.")
+        if out.shape[0] != rows:
+            raise UserError(
+                f"The model returned {out.shape[0]} outputs for {rows} inputs: its output must have the batch first."
+            )
+        self.loss_fn.check(out, y)
+        if self.check_determinism:
+            with torch.no_grad():
+                again = self._outputs(self.theta0, X)
+                parts = torch.cat([self._outputs(self.theta0, X[i : i + 1]) for i in range(rows)])
+            tol = 1e-4 if self.dtype == torch.float32 else 1e-10
+            scale = 1.0 + float(out.abs().max())
+            if not torch.allclose(out, again, rtol=0, atol=tol * scale):
+                raise UserError(
+                    "The same θ gave different outputs twice (dropout, random augmentation or other "
+                    "randomness in forward): call model.eval() or pass check_determinism=False."
+                )
+            if not torch.allclose(out, parts, rtol=0, atol=tol * scale):
+                raise UserError(
+                    "An example's output depends on the other examples in its batch (batch statistics, "
+                    "as in train-mode batch norm): call model.eval() or pass check_determinism=False."
+                )
+        if self.check_finite and not bool(torch.isfinite(out).all()):
+            raise UserError(
+                "The model's outputs at its current weights are not finite: check the weights and data for NaN/inf."
+            )
+        element = torch.finfo(self.dtype).bits // 8
+        return max(1, sum(sizes) * element // rows)
+
+
+class CurvatureAt:
+    """Products with the Hessian (and GGN) of an `Objective` at a fixed θ.
+
+    With ``cache`` and the 'reuse' scheme, the first product builds ∇L with its graph
+    (create_graph) once; each later product is one backward pass through that graph.
+    ``count`` counts the products made (one per vector).
+    """
+
+    def __init__(self, objective: Objective, theta: torch.Tensor, *, cache: bool = True) -> None:
+        self.objective = objective
+        self.theta = theta
+        self.cache = cache
+        self.count = 0
+        self._graph: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._mode = self._resolve_mode()
+
+    def _resolve_mode(self) -> str:
+        obj = self.objective
+        mode = obj.hvp_mode
+        if mode != "auto":
+            return mode
+        graph_bytes = 8 * obj.n * obj._bytes_per_row + 4 * obj.dim * obj.theta0.element_size()
+        # Graph reuse measured fastest on CPU (benchmarks/hvp.py); it needs the graph of
+        # every batch in memory at once, else fall back to recomputing it per product.
+        return "reuse" if self.cache and graph_bytes <= obj.memory_budget else "recompute"
+
+    def _check(self, V: torch.Tensor, many: bool) -> torch.Tensor:
+        obj = self.objective
+        V = torch.as_tensor(V)
+        expected = "[k, D]" if many else "[D]"
+        if (many and (V.ndim != 2 or V.shape[1] != obj.dim)) or (not many and V.shape != (obj.dim,)):
+            raise UserError(f"Hessian products need vectors of shape {expected} with D = {obj.dim}. Got {tuple(V.shape)}.")
+        return V.to(obj.device, obj.dtype)
+
+    def hvp(self, v: torch.Tensor) -> torch.Tensor:
+        """∇²L(θ) v."""
+        return self.hvp_many(self._check(v, many=False)[None])[0]
+
+    def hvp_many(self, V: torch.Tensor) -> torch.Tensor:
+        """∇²L(θ) vᵢ for each row of V [k, D]."""
+        V = self._check(V, many=True)
+        obj = self.objective
+        self.count += len(V)
+        if self._mode == "reuse":
+            theta, grad = self._gradient_graph()
+            out = torch.stack([torch.autograd.grad(grad, theta, v, retain_graph=True)[0] for v in V])
+        elif self._mode == "recompute":
+            out = torch.zeros_like(V)
+            for X, y in obj.batches():
+                theta = self.theta.detach().requires_grad_(True)
+                (g,) = torch.autograd.grad(obj._loss_sum(theta, X, y), theta, create_graph=True)
+                for i, v in enumerate(V):
+                    out[i] += torch.autograd.grad(g, theta, v, retain_graph=i + 1 < len(V))[0]
+            out = out / obj.n
+        else:
+            out = torch.zeros_like(V)
+            for X, y in obj.batches():
+                grad_fn = torch.func.grad(lambda t, X=X, y=y: obj._loss_sum(t, X, y))
+                for i, v in enumerate(V):
+                    out[i] += torch.func.jvp(grad_fn, (self.theta,), (v,))[1]
+            out = out / obj.n
+        obj._finite(out, "Hessian-vector product")
+        return out.detach()
+
+    def _gradient_graph(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._graph is None:
+            obj = self.objective
+            theta = self.theta.detach().requires_grad_(True)
+            grad = torch.zeros_like(theta)
+            for X, y in obj.batches():
+                (g,) = torch.autograd.grad(obj._loss_sum(theta, X, y), theta, create_graph=True)
+                grad = grad + g
+            self._graph = (theta, grad / obj.n)
+        return self._graph
+
+    def ggn(self, v: torch.Tensor) -> torch.Tensor:
+        """G v with G = (1/n) Σ Jᵢᵀ ∇²_f ℓᵢ Jᵢ, J the Jacobian of the outputs."""
+        return self.ggn_many(self._check(v, many=False)[None])[0]
+
+    def ggn_many(self, V: torch.Tensor) -> torch.Tensor:
+        V = self._check(V, many=True)
+        obj = self.objective
+        self.count += len(V)
+        out = torch.zeros_like(V)
+        for X, y in obj.batches():
+            f = lambda t, X=X: obj._outputs(t, X)  # noqa: E731
+            outputs, vjp = torch.func.vjp(f, self.theta)
+            loss_grad = torch.func.grad(lambda o, y=y: obj.loss_fn.sum(o, y))
+            for i, v in enumerate(V):
+                Jv = torch.func.jvp(f, (self.theta,), (v,))[1]
+                HJv = torch.func.jvp(loss_grad, (outputs,), (Jv,))[1]
+                out[i] += vjp(HJv)[0]
+        out = out / obj.n
+        obj._finite(out, "GGN-vector product")
+        return out.detach()
+

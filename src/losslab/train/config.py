@@ -1,0 +1,76 @@
+"""What a training run does, as one validated dataclass."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from losslab.errors import UserError, check_choice, check_float, check_int
+
+__all__ = ["OPTIMIZERS", "SCHEDULES", "TrainConfig"]
+
+OPTIMIZERS = ("gd", "sgd", "momentum", "adam")
+SCHEDULES = ("constant", "cosine")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A training run. Defaults train the digits MLP to ~97 % test accuracy in seconds."""
+
+    optimizer: str = "sgd"  # gd = full-batch gradient descent; momentum = SGD with heavy ball
+    lr: float = 0.1  # stable for the zoo MLPs with cross-entropy
+    momentum: float = 0.9  # used by 'momentum' only (PyTorch's convention: buf = μ·buf + g)
+    betas: tuple[float, float] = (0.9, 0.999)  # Adam's defaults (Kingma & Ba 2015)
+    eps: float = 1e-8  # Adam's default
+    weight_decay: float = 0.0  # coupled L2: g ← g + wd·θ, as torch.optim.SGD/Adam
+    batch_size: int | None = 64  # None = every row each step (forced by optimizer='gd')
+    epochs: int = 20  # budget; `steps` overrides it when set
+    steps: int | None = None  # budget in optimizer steps
+    schedule: str = "constant"  # or cosine: lr·½(1 + cos(π t / T)) over the budget T
+    target_loss: float | None = None  # stop once the full train loss is ≤ this
+    target_accuracy: float | None = None  # stop once the full train accuracy is ≥ this
+    record_every: int | None = None  # steps between metric records; None = once per epoch
+    snapshot_every: int | None = None  # steps between saved θ; None = at every record
+    seed: int = 0  # batch order (initial weights come from the model's seed)
+
+    def __post_init__(self) -> None:
+        owner = "train"
+        check_choice(self.optimizer, "optimizer", owner, OPTIMIZERS)
+        check_choice(self.schedule, "schedule", owner, SCHEDULES)
+        check_float(self.lr, "lr", owner, low=0.0, low_open=True)
+        check_float(self.momentum, "momentum", owner, low=0.0, high=1.0)
+        check_float(self.weight_decay, "weight_decay", owner, low=0.0)
+        check_float(self.eps, "eps", owner, low=0.0, low_open=True)
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise UserError(f"The 'betas' parameter of train must be two numbers in [0, 1). Got {self.betas!r}.")
+        if self.batch_size is not None:
+            check_int(self.batch_size, "batch_size", owner, low=1)
+        check_int(self.epochs, "epochs", owner, low=1)
+        if self.steps is not None:
+            check_int(self.steps, "steps", owner, low=1)
+        for name in ("record_every", "snapshot_every"):
+            if getattr(self, name) is not None:
+                check_int(getattr(self, name), name, owner, low=1)
+        if self.target_loss is not None:
+            check_float(self.target_loss, "target_loss", owner, low=0.0)
+        if self.target_accuracy is not None:
+            check_float(self.target_accuracy, "target_accuracy", owner, low=0.0, high=1.0)
+        check_int(self.seed, "seed", owner)
+
+    def batch_rows(self, n: int) -> int:
+        """Rows per step for n training examples."""
+        return n if self.optimizer == "gd" or self.batch_size is None else min(self.batch_size, n)
+
+    def steps_per_epoch(self, n: int) -> int:
+        return math.ceil(n / self.batch_rows(n))
+
+    def total_steps(self, n: int) -> int:
+        return self.steps if self.steps is not None else self.epochs * self.steps_per_epoch(n)
+
+    def lr_at(self, step: int, total: int) -> float:
+        if self.schedule == "cosine":
+            return self.lr * 0.5 * (1.0 + math.cos(math.pi * step / total))
+        return self.lr
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)

@@ -1,0 +1,368 @@
+"""An instrumented trainer on the `Objective`, for one seed or a seed ensemble.
+
+One seed: plain autograd on the minibatch loss. A seed ensemble: K copies of one
+architecture as a [K, D] block, each with its own initialization and batch order,
+stepped together by one ``vmap`` of the gradient (``torch.func``), so restart studies
+cost a fraction of K sequential runs (`benchmarks/ensemble.py`). Both share the
+optimizer code and the recording logic; each ensemble member matches the same seed
+trained alone (tests/test_train.py).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from losslab.errors import UserError
+from losslab.objective import Objective
+from losslab.store import register_result
+from losslab.train.config import TrainConfig
+from losslab.train.optim import FlatOptimizer
+
+__all__ = ["Callback", "EnsembleResult", "TrainResult", "TrainState", "init_thetas", "train", "train_ensemble"]
+
+
+@dataclass
+class TrainState:
+    """What a callback sees: ``theta`` is [D] for one seed and [K, D] for an ensemble."""
+
+    step: int
+    epoch: float
+    theta: torch.Tensor
+    lr: float
+    objective: Objective
+    config: TrainConfig
+    record: dict[str, Any] = field(default_factory=dict)
+    stop: bool = False  # a callback may set this to end training after this step
+
+
+class Callback(Protocol):
+    """Hooks into the training loop; both methods are optional."""
+
+    def on_step(self, state: TrainState) -> None: ...
+
+    def on_record(self, state: TrainState) -> None: ...
+
+
+@register_result
+@dataclass
+class TrainResult:
+    """One training run: final and initial θ, metrics per record, trajectory snapshots.
+
+    ``history`` maps 'step', 'epoch', 'lr', 'loss', 'accuracy', 'test_loss',
+    'test_accuracy', 'batch_loss' and 'grad_norm' (mean minibatch gradient norm since
+    the previous record) to arrays with one entry per record; missing metrics are NaN.
+    ``stopped`` is 'budget', 'target', 'callback' or 'diverged'.
+    """
+
+    theta: np.ndarray
+    theta_init: np.ndarray
+    history: dict[str, np.ndarray]
+    snapshots: np.ndarray
+    snapshot_steps: np.ndarray
+    steps: int
+    stopped: str
+    wall_seconds: float
+    config: dict[str, Any]
+
+    @property
+    def final(self) -> dict[str, float]:
+        """The last record's metrics."""
+        return {k: float(v[-1]) for k, v in self.history.items() if len(v)}
+
+    def summary(self) -> dict[str, Any]:
+        final = self.final
+        return {
+            "steps": self.steps,
+            "stopped": self.stopped,
+            "train_loss": final.get("loss"),
+            "train_accuracy": final.get("accuracy"),
+            "test_loss": final.get("test_loss"),
+            "test_accuracy": final.get("test_accuracy"),
+            "wall_seconds": round(self.wall_seconds, 3),
+        }
+
+
+@register_result
+@dataclass
+class EnsembleResult:
+    """K seeds trained together: ``thetas`` [K, D], ``history`` arrays [records, K] ('step' is [records])."""
+
+    thetas: np.ndarray
+    thetas_init: np.ndarray
+    seeds: np.ndarray
+    history: dict[str, np.ndarray]
+    steps: np.ndarray
+    stopped: list[str]
+    wall_seconds: float
+    config: dict[str, Any]
+
+    def member(self, k: int) -> TrainResult:
+        """Member k as a `TrainResult` (no snapshots)."""
+        history = {key: (v if v.ndim == 1 else v[:, k]) for key, v in self.history.items()}
+        empty = np.zeros((0, self.thetas.shape[1]), dtype=np.float32)
+        return TrainResult(
+            self.thetas[k], self.thetas_init[k], history, empty, np.zeros(0, dtype=np.int64),
+            int(self.steps[k]), self.stopped[k], self.wall_seconds, {**self.config, "seed": int(self.seeds[k])},
+        )
+
+    def summary(self) -> dict[str, Any]:
+        final = {k: v[-1] for k, v in self.history.items() if v.ndim == 2}
+        out: dict[str, Any] = {"members": len(self.seeds), "wall_seconds": round(self.wall_seconds, 3)}
+        for key in ("loss", "accuracy", "test_accuracy"):
+            if key in final and np.isfinite(final[key]).any():
+                out[f"{key}_median"] = float(np.nanmedian(final[key]))
+                out[f"{key}_min"] = float(np.nanmin(final[key]))
+                out[f"{key}_max"] = float(np.nanmax(final[key]))
+        out["stopped"] = {s: self.stopped.count(s) for s in sorted(set(self.stopped))}
+        return out
+
+
+_KEYS = ("epoch", "lr", "loss", "accuracy", "test_loss", "test_accuracy", "batch_loss", "grad_norm")
+
+
+class _Loop:
+    """Budget, batch order, records and stopping, shared by `train` and `train_ensemble`."""
+
+    def __init__(self, objective: Objective, config: TrainConfig, seeds: Sequence[int], test: Objective | None,
+                 callbacks: Sequence[Callback], progress: Callable[[int, int], None] | None) -> None:
+        self.objective, self.config, self.test = objective, config, test
+        self.callbacks, self.progress = callbacks, progress
+        self.n = objective.n
+        self.rows = config.batch_rows(self.n)
+        self.per_epoch = config.steps_per_epoch(self.n)
+        self.total = config.total_steps(self.n)
+        self.record_every = config.record_every or self.per_epoch
+        self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        self.order: torch.Tensor | None = None
+        self.history: dict[str, list[Any]] = {"step": [], **{k: [] for k in _KEYS}}
+        self.pending_loss: list[torch.Tensor] = []
+        self.pending_norm: list[torch.Tensor] = []
+
+    def batch(self, step: int) -> torch.Tensor:
+        """Row indices [K, rows] for this step: a fresh seeded permutation each epoch."""
+        position = step % self.per_epoch
+        if position == 0:
+            if self.rows == self.n:
+                self.order = torch.arange(self.n).expand(len(self.generators), self.n)
+            else:
+                self.order = torch.stack([torch.randperm(self.n, generator=g) for g in self.generators])
+        assert self.order is not None
+        return self.order[:, position * self.rows : (position + 1) * self.rows].to(self.objective.device)
+
+    def record(self, step: int, theta: torch.Tensor, lr: float) -> dict[str, Any]:
+        """Full-data metrics of every member ([K] arrays) at this step."""
+        thetas = theta.reshape(-1, self.objective.dim)
+        train = self.objective.metrics_many(thetas)
+        test = self.test.metrics_many(thetas) if self.test is not None else {"loss": None, "accuracy": None}
+        nan = np.full(len(thetas), np.nan)
+        as_np = lambda t: nan if t is None else t.double().cpu().numpy()  # noqa: E731
+        mean = lambda xs: torch.stack(xs).mean(0).reshape(-1).double().cpu().numpy() if xs else nan  # noqa: E731
+        row = {
+            "epoch": step / self.per_epoch, "lr": lr,
+            "loss": as_np(train["loss"]), "accuracy": as_np(train["accuracy"]),
+            "test_loss": as_np(test["loss"]), "test_accuracy": as_np(test["accuracy"]),
+            "batch_loss": mean(self.pending_loss), "grad_norm": mean(self.pending_norm),
+        }
+        self.pending_loss, self.pending_norm = [], []
+        self.history["step"].append(step)
+        for key in _KEYS:
+            self.history[key].append(row[key])
+        return row
+
+    def reached_target(self, row: dict[str, Any]) -> np.ndarray:
+        c = self.config
+        done = np.zeros(len(row["loss"]), dtype=bool)
+        if c.target_loss is not None:
+            done |= row["loss"] <= c.target_loss
+        if c.target_accuracy is not None:
+            done |= row["accuracy"] >= c.target_accuracy - 1e-12
+        return done
+
+    def arrays(self, member: int | None = None) -> dict[str, np.ndarray]:
+        """Records as arrays: [R] for step, epoch and lr; [R, K] per member (or [R] for one ``member``)."""
+        out = {"step": np.asarray(self.history["step"], dtype=np.int64)}
+        for key in _KEYS:
+            values = np.asarray(self.history[key], dtype=np.float64)
+            out[key] = values if values.ndim == 1 or member is None else values[:, member]
+        return out
+
+    def notify(self, state: TrainState, recorded: bool) -> bool:
+        for cb in self.callbacks:
+            if hasattr(cb, "on_step"):
+                cb.on_step(state)
+            if recorded and hasattr(cb, "on_record"):
+                cb.on_record(state)
+        return state.stop
+
+
+def _uses_batch_norm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def train(
+    objective: Objective,
+    config: TrainConfig | None = None,
+    *,
+    theta: torch.Tensor | None = None,
+    test: Objective | None | bool = True,
+    callbacks: Sequence[Callback] = (),
+    progress: Callable[[int, int], None] | None = None,
+) -> TrainResult:
+    """Train from ``theta`` (default: the objective's model weights) and record everything.
+
+    ``test=True`` evaluates the dataset's test split at each record when it has one.
+    Batch norm layers train in training mode (batch statistics) and are evaluated in
+    eval mode with the running statistics they accumulated.
+    """
+    config = config or TrainConfig()
+    start_time = time.perf_counter()
+    theta = objective.as_theta(objective.theta0 if theta is None else theta).clone()
+    theta_init = theta.clone()
+    test_obj = _test_objective(objective, test)
+    loop = _Loop(objective, config, [config.seed], test_obj, callbacks, progress)
+    optimizer = FlatOptimizer(config, theta)
+    bn = _uses_batch_norm(objective.model)
+    snapshots: list[np.ndarray] = [_snapshot(theta)]
+    snapshot_steps = [0]
+    snapshot_every = config.snapshot_every or loop.record_every
+    row = loop.record(0, theta, config.lr_at(0, loop.total))
+    stopped, step = "budget", 0
+    if loop.reached_target(row).all():
+        stopped = "target"
+    while stopped == "budget" and step < loop.total:
+        lr = config.lr_at(step, loop.total)
+        index = loop.batch(step)[0]
+        params = theta.detach().requires_grad_(True)
+        value = objective.batch_loss(params, index, train=bn)
+        (grad,) = torch.autograd.grad(value, params)
+        if not (torch.isfinite(value) and torch.isfinite(grad).all()):
+            stopped = "diverged"
+            break
+        loop.pending_loss.append(value.detach())
+        loop.pending_norm.append(grad.norm())
+        theta = optimizer.step(theta, grad, lr)
+        step += 1
+        recorded = step % loop.record_every == 0 or step == loop.total
+        if recorded:
+            row = loop.record(step, theta, config.lr_at(step, loop.total))
+            if loop.reached_target(row).all():
+                stopped = "target"
+        if step % snapshot_every == 0 or step == loop.total or stopped != "budget":
+            snapshots.append(_snapshot(theta))
+            snapshot_steps.append(step)
+        state = TrainState(step, step / loop.per_epoch, theta, lr, objective, config, row if recorded else {})
+        if loop.notify(state, recorded) and stopped == "budget":
+            stopped = "callback"
+        if progress is not None:
+            progress(step, loop.total)
+    if loop.history["step"][-1] != step:  # stopped between records: record where it ended
+        loop.record(step, theta, config.lr_at(step, loop.total))
+    if snapshot_steps[-1] != step:
+        snapshots.append(_snapshot(theta))
+        snapshot_steps.append(step)
+    return TrainResult(
+        theta=theta.detach().cpu().numpy().copy(), theta_init=theta_init.cpu().numpy(), history=loop.arrays(member=0),
+        snapshots=np.stack(snapshots), snapshot_steps=np.asarray(snapshot_steps, dtype=np.int64),
+        steps=step, stopped=stopped, wall_seconds=time.perf_counter() - start_time, config=config.to_dict(),
+    )
+
+
+def train_ensemble(
+    objective: Objective,
+    config: TrainConfig | None = None,
+    *,
+    thetas: torch.Tensor,
+    seeds: Sequence[int],
+    test: Objective | None | bool = True,
+    callbacks: Sequence[Callback] = (),
+    progress: Callable[[int, int], None] | None = None,
+) -> EnsembleResult:
+    """Train K members together: ``thetas`` [K, D] initial points, ``seeds`` their batch orders.
+
+    Member k follows exactly the run ``train(objective, replace(config, seed=seeds[k]),
+    theta=thetas[k])``; members that reach the target stop (their parameters freeze)
+    while the others continue; a member whose loss stops being finite freezes as 'diverged'.
+    """
+    config = config or TrainConfig()
+    start_time = time.perf_counter()
+    if _uses_batch_norm(objective.model):
+        raise UserError("Seed ensembles do not support batch norm yet: train the seeds one by one with train().")
+    thetas = torch.as_tensor(thetas)
+    if thetas.ndim != 2 or thetas.shape[0] != len(seeds):
+        raise UserError(f"train_ensemble needs thetas [K, D] with one row per seed; got {tuple(thetas.shape)} for {len(seeds)} seeds.")
+    theta = torch.stack([objective.as_theta(t, f"thetas[{k}]") for k, t in enumerate(thetas)])
+    theta_init = theta.clone()
+    K = len(seeds)
+    test_obj = _test_objective(objective, test)
+    loop = _Loop(objective, config, seeds, test_obj, callbacks, progress)
+    optimizer = FlatOptimizer(config, theta)
+    grad_fn = torch.vmap(torch.func.grad_and_value(objective.batch_loss))
+    active = torch.ones(K, dtype=torch.bool, device=theta.device)
+    stopped = ["budget"] * K
+    steps_done = np.zeros(K, dtype=np.int64)
+    row = loop.record(0, theta, config.lr_at(0, loop.total))
+    _freeze(active, stopped, loop.reached_target(row), "target")
+    step = 0
+    while bool(active.any()) and step < loop.total:
+        lr = config.lr_at(step, loop.total)
+        index = loop.batch(step)
+        grad, value = grad_fn(theta, index)
+        norm = grad.norm(dim=1)
+        finite = torch.isfinite(value) & torch.isfinite(norm)
+        if not bool(finite.all()):
+            _freeze(active, stopped, (~finite).cpu().numpy(), "diverged")
+        loop.pending_loss.append(torch.where(finite, value, torch.nan).detach())
+        loop.pending_norm.append(torch.where(finite, norm, torch.nan))
+        theta = optimizer.step(theta, grad, lr, active)
+        steps_done[active.cpu().numpy()] += 1
+        step += 1
+        recorded = step % loop.record_every == 0 or step == loop.total
+        if recorded:
+            row = loop.record(step, theta, config.lr_at(step, loop.total))
+            _freeze(active, stopped, loop.reached_target(row), "target")
+        state = TrainState(step, step / loop.per_epoch, theta, lr, objective, config, row if recorded else {})
+        if loop.notify(state, recorded):
+            _freeze(active, stopped, np.ones(K, dtype=bool), "callback")
+        if progress is not None:
+            progress(step, loop.total)
+    if loop.history["step"][-1] != step:
+        loop.record(step, theta, config.lr_at(step, loop.total))
+    return EnsembleResult(
+        thetas=theta.cpu().numpy(), thetas_init=theta_init.cpu().numpy(), seeds=np.asarray(seeds, dtype=np.int64),
+        history=loop.arrays(), steps=steps_done, stopped=stopped, wall_seconds=time.perf_counter() - start_time,
+        config=config.to_dict(),
+    )
+
+
+def _snapshot(theta: torch.Tensor) -> np.ndarray:
+    """A float32 copy of θ (θ is updated in place, so never keep a view)."""
+    return theta.detach().to("cpu", torch.float32, copy=True).numpy()
+
+
+def _freeze(active: torch.Tensor, stopped: list[str], which: np.ndarray, reason: str) -> None:
+    for k in np.flatnonzero(which):
+        if active[k]:
+            active[k] = False
+            stopped[k] = reason
+
+
+def _test_objective(objective: Objective, test: Objective | None | bool) -> Objective | None:
+    if isinstance(test, Objective):
+        return test
+    if test and objective.dataset.has_test and objective.split == "train":
+        return objective.on(split="test")
+    return None
+
+
+def init_thetas(model: str, seeds: Sequence[int], objective: Objective) -> torch.Tensor:
+    """Initial points [K, D] of the zoo or user model ``model`` built with each seed."""
+    from losslab.models import build_model
+
+    return torch.stack([objective.as_theta(build_model(model, seed=int(s))) for s in seeds])

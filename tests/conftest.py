@@ -1,0 +1,74 @@
+"""Shared test fixtures: a registry of tiny seeded cases (model, loss, data) at float64.
+
+Every numerical method is checked on these against a dense reference built another
+way (``torch.autograd.functional.hessian`` and friends). Cases cover the architecture
+families losslab must handle: tanh and ReLU MLPs, a 1-D CNN, and a residual network
+with batch norm (in eval mode).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+import torch
+from torch import nn
+
+from losslab.data import Dataset, as_dataset
+from losslab.models import build_model
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+@dataclass
+class TinyCase:
+    """A small seeded problem: ``make_model()`` gives a fresh float64 model in eval mode."""
+
+    name: str
+    make_model: Callable[[], nn.Module]
+    loss: str
+    data: Dataset
+
+
+def _regression(n: int, d: int, k: int, seed: int) -> Dataset:
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, d, generator=g, dtype=torch.float64)
+    y = torch.sin(X @ torch.randn(d, k, generator=g, dtype=torch.float64))
+    return as_dataset((X, y), name="tiny-regression")
+
+
+def _classification(n: int, shape: tuple[int, ...], classes: int, seed: int) -> Dataset:
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, *shape, generator=g, dtype=torch.float64)
+    y = torch.randint(classes, (n,), generator=g)
+    return as_dataset((X, y), name="tiny-classification")
+
+
+def _bn_resnet() -> nn.Module:
+    model = build_model("deep:2,width=5,in=3,out=3,residual=1,bn=1", seed=3).double()
+    with torch.no_grad():  # non-trivial running statistics, so eval mode is not the identity
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm1d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.2, 0.2)
+    return model.eval()
+
+
+TINY_CASES = [
+    TinyCase("mlp-tanh-mse", lambda: build_model("mlp:3-4-2,act=tanh", seed=1).double(), "mse", _regression(23, 3, 2, 0)),
+    TinyCase("mlp-relu-ce", lambda: build_model("mlp:4-5-3", seed=2).double(), "cross_entropy", _classification(29, (4,), 3, 1)),
+    TinyCase("cnn1d-ce", lambda: build_model("cnn1d:length=12,channels=2,classes=3", seed=4).double(), "cross_entropy",
+             _classification(17, (12,), 3, 2)),
+    TinyCase("resnet-bn-ce", _bn_resnet, "cross_entropy", _classification(19, (3,), 3, 3)),
+]
+
+
+@pytest.fixture(params=TINY_CASES, ids=lambda c: c.name)
+def tiny_case(request: pytest.FixtureRequest) -> TinyCase:
+    """Each tiny case in turn."""
+    return request.param
