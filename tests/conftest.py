@@ -49,13 +49,14 @@ def _classification(n: int, shape: tuple[int, ...], classes: int, seed: int) -> 
 
 def _bn_resnet() -> nn.Module:
     model = build_model("deep:2,width=5,in=3,out=3,residual=1,bn=1", seed=3).double()
+    g = torch.Generator().manual_seed(0)
     with torch.no_grad():  # non-trivial running statistics, so eval mode is not the identity
         for module in model.modules():
             if isinstance(module, nn.BatchNorm1d):
-                module.running_mean.uniform_(-0.5, 0.5)
-                module.running_var.uniform_(0.5, 2.0)
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.uniform_(-0.2, 0.2)
+                module.running_mean.uniform_(-0.5, 0.5, generator=g)
+                module.running_var.uniform_(0.5, 2.0, generator=g)
+                module.weight.uniform_(0.5, 1.5, generator=g)
+                module.bias.uniform_(-0.2, 0.2, generator=g)
     return model.eval()
 
 

@@ -15,11 +15,13 @@ __all__ = ["is_user_spec", "load_callable", "option", "parse_spec", "reject_unkn
 
 
 def is_user_spec(spec: str) -> bool:
-    """True for ``file.py:fn`` and ``pkg.mod:fn``; built-in specs have no ``.py`` or dotted module."""
+    """True for ``file.py:fn`` and ``pkg.mod:fn`` (callers check their built-in names first)."""
     if ":" not in spec:
         return False
-    head = spec.rsplit(":", 1)[0]
-    return head.endswith(".py") or "/" in head or "." in head
+    head, name = spec.rsplit(":", 1)
+    if not name.isidentifier():
+        return False
+    return head.endswith(".py") or "/" in head or all(part.isidentifier() for part in head.split("."))
 
 
 def load_callable(spec: str, what: str) -> Callable[..., Any]:

@@ -36,6 +36,7 @@ class MLP(nn.Sequential):
     """
 
     def __init__(self, sizes: list[int], act: str = "relu", bias: bool = True) -> None:
+        activation(act, "mlp")  # validate even when there is no hidden layer
         layers: list[nn.Module] = [nn.Flatten()]
         for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
             layers.append(nn.Linear(fan_in, fan_out, bias=bias))

@@ -368,8 +368,12 @@ class Objective:
                         f"The model has batch norm in training mode ({name or 'model'}), so the loss depends "
                         "on how the data are batched: call model.eval() or pass check_determinism=False."
                     )
-        rows = min(self.n, 4)
-        X, y = self.X[:rows], self.y[:rows]
+        # A few rows, including one with the largest class label so range errors show.
+        index = torch.arange(min(self.n, 4), device=self.device)
+        if not self.y.is_floating_point() and self.y.ndim == 1:
+            index[-1] = self.y.argmax()
+        rows = len(index)
+        X, y = self.X[index], self.y[index]
         sizes: list[int] = []
         hooks = [m.register_forward_hook(lambda _m, _i, o: sizes.append(o.numel() if isinstance(o, torch.Tensor) else 0))
                  for m in self.model.modules()]
@@ -391,7 +395,11 @@ class Objective:
                 f"The model returned {out.shape[0]} outputs for {rows} inputs: its output must have the batch first."
             )
         self.loss_fn.check(out, y)
-        if self.check_determinism:
+        if self.check_finite and not bool(torch.isfinite(out).all()):
+            raise UserError(
+                "The model's outputs at its current weights are not finite: check the weights and data for NaN/inf."
+            )
+        if self.check_determinism and bool(torch.isfinite(out).all()):
             with torch.no_grad():
                 again = self._outputs(self.theta0, X)
                 parts = torch.cat([self._outputs(self.theta0, X[i : i + 1]) for i in range(rows)])
@@ -407,10 +415,6 @@ class Objective:
                     "An example's output depends on the other examples in its batch (batch statistics, "
                     "as in train-mode batch norm): call model.eval() or pass check_determinism=False."
                 )
-        if self.check_finite and not bool(torch.isfinite(out).all()):
-            raise UserError(
-                "The model's outputs at its current weights are not finite: check the weights and data for NaN/inf."
-            )
         element = torch.finfo(self.dtype).bits // 8
         return max(1, sum(sizes) * element // rows)
 

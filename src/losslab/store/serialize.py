@@ -44,7 +44,9 @@ def encode(value: Any, path: str, arrays: dict[str, np.ndarray]) -> Any:
         return {"__array__": path}
     if isinstance(value, dict):
         return {"__dict__": {str(k): encode(v, f"{path}.{k}", arrays) for k, v in value.items()}}
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, tuple):
+        return {"__tuple__": [encode(v, f"{path}.{i}", arrays) for i, v in enumerate(value)]}
+    if isinstance(value, list):
         return [encode(v, f"{path}.{i}", arrays) for i, v in enumerate(value)]
     if isinstance(value, (np.integer, np.bool_)):
         return value.item()
@@ -64,6 +66,8 @@ def decode(value: Any, arrays: Any) -> Any:
         return value
     if "__array__" in value:
         return np.asarray(arrays[value["__array__"]])
+    if "__tuple__" in value:
+        return tuple(decode(v, arrays) for v in value["__tuple__"])
     if "__float__" in value:
         return float(value["__float__"])
     if "__dict__" in value:

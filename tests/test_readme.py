@@ -1,0 +1,67 @@
+"""Every example in the README runs, and CI runs the README's two commands verbatim."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from losslab.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+BLOCKS = re.findall(r"```(\w+)\n(.*?)```", README, flags=re.S)
+
+
+def blocks(kind: str) -> list[str]:
+    return [body for lang, body in BLOCKS if lang == kind]
+
+
+def test_readme_opens_with_install_and_test_commands_that_ci_runs() -> None:
+    install, tests = (body.strip() for body in blocks("console")[:2])
+    assert "pip install torch==2.13.0" in install and install.endswith("losslab demo --out demo-run")
+    assert "pytest" in tests
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert install in ci and tests in ci
+    first_block = README.index("```")
+    assert README.index(install) < README.index(tests) and README.index(install) == README.index("```console") + 11
+    assert first_block == README.index("```console")
+
+
+def test_python_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    for body in blocks("python"):
+        exec(compile(body, "README.md", "exec"), {"__name__": "readme"})
+
+
+def test_cli_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    commands = [line for body in blocks("bash") for line in body.splitlines() if line.startswith("losslab ")]
+    assert commands
+    for line in commands:
+        args = shlex.split(line)[1:]
+        result = runner.invoke(app, args, catch_exceptions=False)
+        assert result.exit_code == 0, (line, result.stderr)
+        if "--json" in args:
+            json.loads(result.stdout)
+
+
+def test_the_demo_of_the_first_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["demo", "--out", "demo-run", "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["status"] == "complete"
+    from losslab.cli.demo import DEMO_STEPS
+
+    assert set(payload["result"]) == {name for name, _, _ in DEMO_STEPS}
+    report = (tmp_path / "demo-run" / "report.html").read_text()
+    for _, title, _ in DEMO_STEPS:
+        assert title.split(" (")[0] in report
+    rerun = CliRunner().invoke(app, ["demo", "--out", "demo-run"], catch_exceptions=False)
+    assert rerun.exit_code == 2 and "--force" in rerun.stderr
