@@ -1,0 +1,107 @@
+"""What every study shares: a registry with presets, sweep points as resumable chunks.
+
+A study is one function ``run(config, context) -> result`` plus a frozen config
+dataclass with two presets: ``quick`` (about a minute on 2 cores; tests and the demo)
+and ``full`` (the published setting as closely as this machine allows; benchmarks).
+Independent sweep points (a label-noise level, a width, a batch size) go through
+`StudyContext.sweep`, which stores each finished point as a chunk of the run, so a
+killed study resumes where it stopped and gives bit-identical results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from losslab.errors import UserError
+from losslab.parallel import LocalExecutor
+from losslab.store import Chunks, Executor
+
+__all__ = ["STUDIES", "Study", "StudyContext", "register_study", "subset"]
+
+Arrays = dict[str, np.ndarray]
+
+
+@dataclass
+class StudyContext:
+    """Where a study's pieces are stored and run, and how it reports progress.
+
+    ``directory`` (a run directory's ``chunks/`` folder) makes sweeps resumable; None
+    keeps everything in memory. ``device``/``dtype`` apply to every objective the study
+    builds.
+    """
+
+    directory: Path | None = None
+    executor: Executor | None = None
+    progress: Callable[[int, int], None] | None = None
+    device: str = "cpu"
+    dtype: str = "float32"
+    log: list[str] = field(default_factory=list)
+
+    def sweep(self, name: str, key: dict[str, Any], count: int, fn: Callable[[int], Arrays]) -> list[Arrays]:
+        """``[fn(0), …, fn(count-1)]``, each piece saved as it finishes and reused on rerun.
+
+        ``key`` must describe everything the pieces depend on (the config): pieces stored
+        under another key are discarded, never mixed in.
+        """
+        if self.directory is None:
+            executor = self.executor or LocalExecutor()
+            out: dict[int, Arrays] = {}
+            for i, arrays in executor.map(fn, range(count)):
+                out[i] = arrays
+                if self.progress is not None:
+                    self.progress(len(out), count)
+            return [out[i] for i in range(count)]
+        chunks = Chunks(self.directory / name, {**key, "device": self.device, "dtype": self.dtype})
+        return chunks.map(fn, count, executor=self.executor, progress=self.progress)
+
+
+@dataclass(frozen=True)
+class Study:
+    """A registered study: its one-line description, presets and runner."""
+
+    name: str
+    description: str
+    config_type: type
+    presets: dict[str, Any]
+    run: Callable[[Any, StudyContext], Any]
+
+    def config(self, preset: str = "full", **overrides: Any) -> Any:
+        """The preset's config with non-None ``overrides`` applied (unknown keys are errors)."""
+        if preset not in self.presets:
+            raise UserError(f"The study {self.name!r} has no preset {preset!r}: use one of {', '.join(self.presets)}.")
+        known = {f.name for f in fields(self.config_type)}
+        for key in overrides:
+            if key not in known:
+                raise UserError(f"The study {self.name!r} has no setting {key!r}: known settings are {', '.join(sorted(known))}.")
+        return replace(self.presets[preset], **{k: v for k, v in overrides.items() if v is not None})
+
+
+STUDIES: dict[str, Study] = {}
+
+
+def register_study(name: str, description: str, config_type: type, *, quick: Any, full: Any) -> Callable[[Callable[[Any, StudyContext], Any]], Callable[[Any, StudyContext], Any]]:
+    """Register ``run(config, context)`` as the study ``name`` with its two presets."""
+
+    def add(run: Callable[[Any, StudyContext], Any]) -> Callable[[Any, StudyContext], Any]:
+        STUDIES[name] = Study(name, description, config_type, {"quick": quick, "full": full}, run)
+        return run
+
+    return add
+
+
+def subset(data: Any, size: int, seed: int) -> Any:
+    """The first ``size`` rows of a seeded permutation of the training split (test split kept).
+
+    Label-noise bookkeeping follows: ``corrupted`` is re-indexed into the subset.
+    """
+    import torch
+
+    keep = np.sort(np.random.default_rng(seed).permutation(data.n_train)[:size])
+    index = torch.as_tensor(keep)
+    corrupted = torch.as_tensor(np.flatnonzero(np.isin(keep, data.corrupted.numpy())), dtype=torch.long)
+    return replace(data, X_train=data.X_train[index], y_train=data.y_train[index], corrupted=corrupted)
