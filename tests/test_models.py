@@ -19,6 +19,9 @@ from losslab.models import ZOO, build_model, load_checkpoint, save_checkpoint
     ("cnn1d", (1 * 25 * 5 + 25) + 2 * (25 * 25 * 3 + 25) + 25 * 5 * 10 + 10),
     ("deep:3,width=8,in=4,out=2", (4 * 8 + 8) + 3 * (8 * 8 + 8) + 8 * 2 + 2),
     ("deep:3,width=8,in=4,out=2,residual=1,bn=1", (4 * 8 + 8) + 3 * (8 * 8 + 8 + 16) + 8 * 2 + 2),
+    # embed (1→8) + positions 5×8 + block (2 norms, qkv 8→24, proj 8→8, mlp 8→16→8) + norm + head 8→3
+    ("transformer:length=5,dim=8,heads=2,layers=1,classes=3",
+     16 + 40 + (2 * 16 + 8 * 24 + 24 + 8 * 8 + 8 + 8 * 16 + 16 + 16 * 8 + 8) + 16 + 8 * 3 + 3),
 ])
 def test_zoo_specs_build_the_architecture(spec: str, params: int) -> None:
     model = build_model(spec, seed=0)
@@ -67,7 +70,9 @@ def test_user_models_and_errors(tmp_path: Path) -> None:
         build_model("mlp:2-3,act=swishy")
     with pytest.raises(UserError, match="has no option 'depthh'"):
         build_model("deep:depthh=3")
-    assert {"mlp", "cnn1d", "deep"} <= set(ZOO)
+    assert {"mlp", "cnn1d", "deep", "transformer"} <= set(ZOO)
+    with pytest.raises(UserError, match="divisible by heads"):
+        build_model("transformer:dim=5,heads=2")
 
 
 def test_checkpoints_round_trip_and_name_what_differs(tmp_path: Path) -> None:

@@ -243,3 +243,18 @@ def test_the_users_model_is_not_modified() -> None:
     obj.loss(obj.theta0 + 1)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert model.weight.dtype == torch.float32 and model.weight.requires_grad
+
+
+def test_a_tiny_transformer_works_on_every_path() -> None:
+    g = torch.Generator().manual_seed(0)
+    data = as_dataset((torch.randn(9, 6, generator=g, dtype=torch.float64), torch.randint(3, (9,), generator=g)))
+    model = build_model("transformer:length=6,dim=4,heads=2,layers=1,classes=3", seed=0).double()
+    case = TinyCase("transformer", lambda: model, "cross_entropy", data)
+    obj = Objective(model, "cross_entropy", data, dtype="float64", batch_size=4)
+    theta = obj.theta0
+    H_ref = torch.autograd.functional.hessian(reference_loss(case), theta)
+    torch.testing.assert_close(obj.hessian(theta), H_ref, rtol=RTOL, atol=1e-12)
+    thetas = theta + 0.1 * torch.randn(3, obj.dim, generator=g, dtype=torch.float64)
+    loop = Objective(model, "cross_entropy", data, dtype="float64", many_mode="loop").loss_many(thetas)
+    vmap = Objective(model, "cross_entropy", data, dtype="float64", many_mode="vmap").loss_many(thetas)
+    torch.testing.assert_close(loop, vmap, rtol=1e-12, atol=0)

@@ -1,13 +1,14 @@
 """The model zoo (short spec strings) and user models given as ``module:function``."""
 
 from losslab.models.build import build_model, load_checkpoint, save_checkpoint
-from losslab.models.zoo import MLP, ZOO, Conv1DNet, DeepMLP, register_model
+from losslab.models.zoo import MLP, ZOO, Conv1DNet, DeepMLP, TinyTransformer, register_model
 
 __all__ = [
     "MLP",
     "ZOO",
     "Conv1DNet",
     "DeepMLP",
+    "TinyTransformer",
     "build_model",
     "load_checkpoint",
     "register_model",

@@ -10,7 +10,7 @@ from torch import nn
 from losslab._loading import option, parse_spec, reject_unknown
 from losslab.errors import UserError
 
-__all__ = ["MLP", "ZOO", "Conv1DNet", "DeepMLP", "activation", "register_model"]
+__all__ = ["MLP", "ZOO", "Conv1DNet", "DeepMLP", "TinyTransformer", "activation", "register_model"]
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
@@ -104,6 +104,53 @@ class DeepMLP(nn.Module):
         return self.head(self.blocks(self.act(self.stem(x.flatten(1)))))
 
 
+class TinyTransformer(nn.Module):
+    """A pre-norm transformer encoder over a 1-D signal (Vaswani et al. 2017), for MNIST-1D-sized inputs.
+
+    Each of the ``length`` positions is a token embedded from its scalar value plus a
+    learned position embedding; ``layers`` blocks of multi-head self-attention and an
+    MLP (width 2·dim) with residual connections; mean-pooled tokens feed a linear head.
+    Written with plain tensor ops (no fused kernels) so it runs under ``vmap`` and
+    double backward like every other zoo model.
+    """
+
+    def __init__(self, length: int = 40, dim: int = 16, heads: int = 2, layers: int = 1, classes: int = 10) -> None:
+        super().__init__()
+        if dim % heads:
+            raise UserError(f"The transformer's dim must be divisible by heads. Got dim={dim}, heads={heads}.")
+        self.heads = heads
+        self.embed = nn.Linear(1, dim)
+        self.position = nn.Parameter(0.02 * torch.randn(length, dim))
+        self.blocks = nn.ModuleList(_AttentionBlock(dim, heads) for _ in range(layers))
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.embed(x.flatten(1).unsqueeze(-1)) + self.position
+        for block in self.blocks:
+            h = block(h)
+        return self.head(self.norm(h).mean(1))
+
+
+class _AttentionBlock(nn.Module):
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        batch, length, dim = h.shape
+        q, k, v = self.qkv(self.norm1(h)).view(batch, length, 3, self.heads, dim // self.heads).unbind(2)
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [batch, heads, length, head_dim]
+        weights = (q @ k.transpose(-1, -2) / (dim // self.heads) ** 0.5).softmax(-1)
+        h = h + self.proj((weights @ v).transpose(1, 2).reshape(batch, length, dim))
+        return h + self.mlp(self.norm2(h))
+
+
 Builder = Callable[[str | None, dict[str, str], str], nn.Module]
 ZOO: dict[str, tuple[Builder, str]] = {}
 
@@ -156,3 +203,11 @@ def _deep(positional: str | None, options: dict[str, str], spec: str) -> nn.Modu
     reject_unknown(options, "deep", ["depth", "width", "in", "out", "act", "residual", "bn"])
     return DeepMLP(depth, kwargs["width"], kwargs["in"], kwargs["out"], kwargs["act"],
                    kwargs["residual"], kwargs["bn"])
+
+
+@register_model("transformer", "transformer:dim=16,heads=2,layers=1,length=40,classes=10")
+def _transformer(positional: str | None, options: dict[str, str], spec: str) -> nn.Module:
+    kwargs = {key: option(options, key, default, "transformer") for key, default in
+              (("length", 40), ("dim", 16), ("heads", 2), ("layers", 1), ("classes", 10))}
+    reject_unknown(options, "transformer", list(kwargs))
+    return TinyTransformer(**kwargs)
