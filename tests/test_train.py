@@ -131,7 +131,11 @@ def test_batch_norm_trains_in_train_mode_and_evaluates_in_eval_mode() -> None:
     before = {k: v.clone() for k, v in obj.buffers.items()}
     result = train(obj, TrainConfig(epochs=2, lr=0.05))
     assert result.final["accuracy"] > 0.5
-    assert not torch.equal(before["blocks.0.norm.running_mean"], obj.buffers["blocks.0.norm.running_mean"])
+    assert all(torch.equal(before[k], v) for k, v in obj.buffers.items())  # the objective is untouched
+    trained = result.buffers["blocks.0.norm.running_mean"]
+    assert not np.array_equal(before["blocks.0.norm.running_mean"].numpy(), trained)
+    final = obj.with_buffers({k: torch.as_tensor(v) for k, v in result.buffers.items()}).metrics(result.theta)
+    assert final["accuracy"] == pytest.approx(result.final["accuracy"], abs=1e-6)  # records used the trained statistics
     assert not obj.model.training
     with pytest.raises(UserError, match="do not support batch norm"):
         train_ensemble(obj, TrainConfig(epochs=1), thetas=obj.theta0[None], seeds=[0])

@@ -167,6 +167,26 @@ class Objective:
             other._check_model()
         return other
 
+    def with_buffers(self, buffers: dict[str, torch.Tensor]) -> Objective:
+        """The same objective with other buffers (batch-norm statistics re-estimated at a new θ).
+
+        ``buffers`` must name every buffer of the model; they are cast to this objective's
+        device (and dtype, for floating buffers). The model and data are shared, not copied.
+        """
+        missing = [k for k in self.buffers if k not in buffers]
+        if missing:
+            raise UserError(
+                f"The buffers lack {missing[0]!r} of this model: "
+                "pass every entry of Objective.buffers."
+            )
+        other = copy.copy(self)
+        other.buffers = {}
+        for key in self.buffers:
+            value = buffers[key]
+            dtype = self.dtype if value.is_floating_point() else value.dtype
+            other.buffers[key] = value.to(self.device, dtype)
+        return other
+
     def as_theta(self, theta: torch.Tensor | nn.Module | dict[str, torch.Tensor], name: str = "θ") -> torch.Tensor:
         """θ as a [D] tensor on this objective's device and dtype, with its length checked.
 
@@ -177,6 +197,12 @@ class Objective:
             missing = [k for k in self.layout.names if k not in params]
             if missing:
                 raise UserError(f"{name} lacks the parameter {missing[0]!r} of this model: pass weights of the same architecture.")
+            for key, shape in zip(self.layout.names, self.layout.shapes):
+                if tuple(params[key].shape) != tuple(shape):
+                    raise UserError(
+                        f"{name} has {key!r} of shape {tuple(params[key].shape)} but the model's is {tuple(shape)}: "
+                        "pass weights of the same architecture."
+                    )
             theta = self.layout.flatten(params)
         if not isinstance(theta, torch.Tensor):
             theta = torch.as_tensor(theta)
@@ -187,10 +213,11 @@ class Objective:
             )
         return theta.to(self.device, self.dtype)
 
-    def state_dict(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Parameters (from θ) and buffers, ready for ``model.load_state_dict``."""
+    def state_dict(self, theta: torch.Tensor, buffers: dict[str, Any] | None = None) -> dict[str, torch.Tensor]:
+        """Parameters (from θ) and buffers (this objective's, or ``buffers``), ready for ``model.load_state_dict``."""
         params = self.layout.unflatten(self.as_theta(theta).detach())
-        state = {**{k: v.clone() for k, v in params.items()}, **{k: v.clone() for k, v in self.buffers.items()}}
+        chosen = self.buffers if not buffers else {k: torch.as_tensor(buffers[k]) for k in self.buffers}
+        state = {**{k: v.clone() for k, v in params.items()}, **{k: v.clone() for k, v in chosen.items()}}
         return {k: state[k] for k in self.model.state_dict()}
 
     def batches(self, batch_size: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

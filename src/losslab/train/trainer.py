@@ -58,7 +58,9 @@ class TrainResult:
     ``history`` maps 'step', 'epoch', 'lr', 'loss', 'accuracy', 'test_loss',
     'test_accuracy', 'batch_loss' and 'grad_norm' (mean minibatch gradient norm since
     the previous record) to arrays with one entry per record; missing metrics are NaN.
-    ``stopped`` is 'budget', 'target', 'callback' or 'diverged'.
+    ``stopped`` is 'budget', 'target', 'callback' or 'diverged'. For networks with batch
+    norm, ``buffers`` holds the running statistics accumulated in training (evaluate the
+    final θ with ``objective.with_buffers(result.buffers)``).
     """
 
     theta: np.ndarray
@@ -70,6 +72,7 @@ class TrainResult:
     stopped: str
     wall_seconds: float
     config: dict[str, Any]
+    buffers: dict[str, np.ndarray] = field(default_factory=dict)  # final batch-norm statistics, if any
 
     @property
     def final(self) -> dict[str, float]:
@@ -219,16 +222,21 @@ def train(
 
     ``test=True`` evaluates the dataset's test split at each record when it has one.
     Batch norm layers train in training mode (batch statistics) and are evaluated in
-    eval mode with the running statistics they accumulated.
+    eval mode with the running statistics they accumulated; those statistics live in a
+    copy (``result.buffers``), so ``objective`` itself is never changed.
     """
     config = config or TrainConfig()
     start_time = time.perf_counter()
     theta = objective.as_theta(objective.theta0 if theta is None else theta).clone()
     theta_init = theta.clone()
+    bn = _uses_batch_norm(objective.model)
+    if bn:
+        objective = objective.with_buffers({k: v.clone() for k, v in objective.buffers.items()})
+        if isinstance(test, Objective):
+            test = test.with_buffers(objective.buffers)  # the same tensors: updated as training runs
     test_obj = _test_objective(objective, test)
     loop = _Loop(objective, config, [config.seed], test_obj, callbacks, progress)
     optimizer = FlatOptimizer(config, theta)
-    bn = _uses_batch_norm(objective.model)
     snapshots: list[np.ndarray] = [_snapshot(theta)]
     snapshot_steps = [0]
     snapshot_every = config.snapshot_every or loop.record_every
@@ -271,6 +279,7 @@ def train(
         theta=theta.detach().cpu().numpy().copy(), theta_init=theta_init.cpu().numpy(), history=loop.arrays(member=0),
         snapshots=np.stack(snapshots), snapshot_steps=np.asarray(snapshot_steps, dtype=np.int64),
         steps=step, stopped=stopped, wall_seconds=time.perf_counter() - start_time, config=config.to_dict(),
+        buffers={k: v.detach().cpu().numpy().copy() for k, v in objective.buffers.items()} if bn else {},
     )
 
 
