@@ -29,7 +29,7 @@ class TrainConfig:
     schedule: str = "constant"  # or cosine: lr·½(1 + cos(π t / T)) over the budget T
     target_loss: float | None = None  # stop once the full train loss is ≤ this
     target_accuracy: float | None = None  # stop once the full train accuracy is ≥ this
-    record_every: int | None = None  # steps between metric records; None = once per epoch
+    record_every: int | None = None  # steps between metric records; None = each epoch, at most ~500 records a run
     snapshot_every: int | None = None  # steps between saved θ; None = at every record
     seed: int = 0  # batch order (initial weights come from the model's seed)
 
@@ -66,6 +66,16 @@ class TrainConfig:
 
     def total_steps(self, n: int) -> int:
         return self.steps if self.steps is not None else self.epochs * self.steps_per_epoch(n)
+
+    def record_steps(self, n: int) -> int:
+        """Steps between records: ``record_every``, else one epoch, stretched so a run has ≤ ~500 records.
+
+        Full-batch GD has one step per epoch; recording full-data metrics at every step
+        would cost more than the training itself.
+        """
+        if self.record_every is not None:
+            return self.record_every
+        return max(self.steps_per_epoch(n), math.ceil(self.total_steps(n) / 500))
 
     def lr_at(self, step: int, total: int) -> float:
         if self.schedule == "cosine":

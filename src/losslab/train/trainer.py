@@ -141,7 +141,7 @@ class _Loop:
         self.rows = config.batch_rows(self.n)
         self.per_epoch = config.steps_per_epoch(self.n)
         self.total = config.total_steps(self.n)
-        self.record_every = config.record_every or self.per_epoch
+        self.record_every = config.record_steps(self.n)
         self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
         self.order: torch.Tensor | None = None
         self.history: dict[str, list[Any]] = {"step": [], **{k: [] for k in _KEYS}}
