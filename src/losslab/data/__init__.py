@@ -2,14 +2,18 @@
 
 from losslab.data.builtin import DATASETS, digits, load_data, mnist1d, spirals, teacher, xor
 from losslab.data.dataset import Dataset, as_dataset
+from losslab.data.set_splitting import SetSplittingInstance, set_splitting, set_splitting_instance
 
 __all__ = [
     "DATASETS",
     "Dataset",
+    "SetSplittingInstance",
     "as_dataset",
     "digits",
     "load_data",
     "mnist1d",
+    "set_splitting",
+    "set_splitting_instance",
     "spirals",
     "teacher",
     "xor",

@@ -1,0 +1,93 @@
+"""Certified global optima of small networks, and how far gradient descent lands from them.
+
+- `perceptron`: linear separability as an LP, with a maximal-margin unit or a Gordan
+  certificate checked in exact arithmetic; the fewest-errors unit as a MILP.
+- `three_node`: the Blum–Rivest network (two threshold units and an AND), whose training
+  is NP-complete: an exact MILP, brute-force set splitting, both directions of the theorem.
+- `scaling`: time to certify vs instance size until a budget runs out.
+- `relu2`: two-layer ReLU networks with weight decay, certified through the convex
+  program of Pilanci & Ergen (2020) over every activation pattern (`arrangement`).
+- `sgd_gap`: seed ensembles of gradient training against those certificates.
+"""
+
+from losslab.exact.arrangement import activation_patterns, pattern_count_bound, sample_patterns
+from losslab.exact.perceptron import (
+    FewestErrorsResult,
+    PerceptronResult,
+    fewest_errors,
+    perceptron,
+    separate,
+)
+from losslab.exact.relu2 import (
+    Relu2Result,
+    parse_patterns,
+    relu2_objective,
+    relu2_optimum,
+    relu2_outputs,
+)
+from losslab.exact.scaling import (
+    SWEEPS,
+    ScalingResult,
+    element_sizes,
+    subset_sizes,
+    three_node_scaling,
+)
+from losslab.exact.sgd_gap import (
+    RELAXATION_CONFIG,
+    RELU2_CONFIG,
+    RelaxationResult,
+    SgdGapResult,
+    relu2_sgd_gap,
+    three_node_relaxation,
+)
+from losslab.exact.solver import SolverError
+from losslab.exact.three_node import (
+    ThreeNodeFit,
+    ThreeNodeResult,
+    and_outputs,
+    brute_force_splitting,
+    certify_three_node,
+    network_splitting,
+    splitting_network,
+    train_three_node,
+)
+from losslab.exact.threshold import binary_labels, unit_outputs, weight_bound
+
+__all__ = [
+    "RELAXATION_CONFIG",
+    "RELU2_CONFIG",
+    "SWEEPS",
+    "FewestErrorsResult",
+    "PerceptronResult",
+    "RelaxationResult",
+    "Relu2Result",
+    "ScalingResult",
+    "SgdGapResult",
+    "SolverError",
+    "ThreeNodeFit",
+    "ThreeNodeResult",
+    "activation_patterns",
+    "and_outputs",
+    "binary_labels",
+    "brute_force_splitting",
+    "certify_three_node",
+    "element_sizes",
+    "fewest_errors",
+    "network_splitting",
+    "parse_patterns",
+    "pattern_count_bound",
+    "perceptron",
+    "relu2_objective",
+    "relu2_optimum",
+    "relu2_outputs",
+    "relu2_sgd_gap",
+    "sample_patterns",
+    "separate",
+    "splitting_network",
+    "subset_sizes",
+    "three_node_relaxation",
+    "three_node_scaling",
+    "train_three_node",
+    "unit_outputs",
+    "weight_bound",
+]
