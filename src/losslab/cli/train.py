@@ -11,7 +11,8 @@ from losslab.cli.common import (
     CheckpointOpt, DataOpt, DeviceOpt, DtypeOpt, ForceOpt, JsonOpt, LabelNoiseOpt, LossOpt, ModelOpt, OutOpt,
     SeedOpt, Setup, command, finish, open_run, progress_bar,
 )
-from losslab.errors import check_int
+from losslab.curvature import SharpnessTracker
+from losslab.errors import UserError, check_int
 from losslab.models import save_checkpoint
 from losslab.train import TrainConfig, init_thetas, train, train_ensemble
 
@@ -45,9 +46,17 @@ def train_command(
     record_every: Annotated[int | None, typer.Option(help="Steps between records (default: each epoch).")] = None,
     snapshot_every: Annotated[int | None, typer.Option(help="Steps between saved θ (default: each record).")] = None,
     seeds: Annotated[int, typer.Option(help="Train this many seeds (seed, seed+1, …) together in one vmapped ensemble.")] = 1,
+    track_sharpness: Annotated[int | None, typer.Option(
+        "--track-sharpness", metavar="K", help="Record λmax every K steps (edge of stability).")
+    ] = None,
 ) -> None:
     """Train a model; writes the metrics, the trajectory, model.pt and init.pt (seed-K.pt per ensemble member)."""
     check_int(seeds, "seeds", "train", low=1)
+    tracker = None
+    if track_sharpness is not None:
+        tracker = SharpnessTracker(check_int(track_sharpness, "track_sharpness", "train", low=1))
+    if tracker is not None and seeds > 1:
+        raise UserError("--track-sharpness follows one run: drop --seeds or set it to 1.")
     check_int(batch_size, "batch_size", "train", low=0)
     setup = Setup(model, data, checkpoint, loss, device, dtype, seed, label_noise)
     config = TrainConfig(
@@ -58,17 +67,23 @@ def train_command(
     objective = setup.objective()
     member_seeds = list(range(seed, seed + seeds))
     run_config = {**setup.config(), "train": config.to_dict(), "seeds": member_seeds}
+    if tracker is not None:
+        run_config["track_sharpness"] = track_sharpness
     with open_run("train", out, config=run_config, force=force, seeds={"seeds": member_seeds},
                   device=device, dtype=dtype) as run:
         with progress_bar("training", not json_out) as update:
             if seeds == 1:
-                result = train(objective, config, progress=update)
+                callbacks = [tracker] if tracker is not None else []
+                result = train(objective, config, progress=update, callbacks=callbacks)
                 model_out = setup.build_model()
-                model_out.load_state_dict(objective.state_dict(result.theta))
+                model_out.load_state_dict(objective.state_dict(result.theta, result.buffers))
                 save_checkpoint(model_out, run.path / "model.pt")
                 model_out.load_state_dict(objective.state_dict(result.theta_init))
                 save_checkpoint(model_out, run.path / "init.pt")
                 results, summary = {"train": result}, result.summary()
+                if tracker is not None:
+                    results["sharpness"] = tracker.result()
+                    summary["sharpness"] = results["sharpness"].summary()
             else:
                 thetas = init_thetas(setup.model_spec, member_seeds, objective)
                 if checkpoint is not None:

@@ -1,0 +1,194 @@
+"""Curvature matrices as symmetric linear operators that count their products.
+
+Every estimator in `losslab.curvature` takes an operator ``A`` on R^d (or a dense
+symmetric tensor, wrapped by `as_operator`) and only ever asks for products ``A V``
+with a block of row vectors V [k, d]. The operators here are
+
+- `hessian_operator`: ∇²L(θ) of an `Objective`, one Hessian-vector product per vector
+  (Pearlmutter 1994), reusing the gradient graph at θ (`Objective.curvature_at`);
+- `ggn_operator`: the generalized Gauss–Newton G = (1/n) Σᵢ Jᵢᵀ ∇²_f ℓᵢ Jᵢ
+  (Schraudolph 2002), positive semi-definite for the convex losses of losslab;
+- `Operator.restrict`: the diagonal block P_g A P_gᵀ of one parameter group (a layer),
+  for per-layer spectra. A product with the block costs one product with A.
+
+>>> import torch
+>>> X = torch.randn(30, 4, dtype=torch.float64); y = torch.randn(30, 1, dtype=torch.float64)
+>>> from losslab.objective import Objective
+>>> obj = Objective(torch.nn.Linear(4, 1, bias=False), "mse", (X, y), dtype="float64")
+>>> H = hessian_operator(obj, obj.theta0)  # ½‖Xw − y‖²/n: H = XᵀX/n
+>>> bool(torch.allclose(H.dense(), X.T @ X / 30)), H.count
+(True, 4)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from losslab.errors import UserError
+from losslab.objective import CurvatureAt, Objective
+
+__all__ = ["DenseOperator", "Operator", "as_operator", "ggn_operator", "hessian_operator"]
+
+
+class Operator:
+    """A symmetric linear map v ↦ A v on R^d; ``count`` is the number of vectors multiplied.
+
+    Parameters
+    ----------
+    matmat : ``fn(V [k, d]) -> A V`` row by row, in ``dtype`` on ``device``.
+    dim, dtype, device : the space the operator acts on.
+    name : what it is ('hessian', 'ggn', 'dense', 'hessian[1]' for a block), for reports.
+    """
+
+    def __init__(
+        self,
+        matmat: Callable[[torch.Tensor], torch.Tensor],
+        dim: int,
+        *,
+        dtype: torch.dtype,
+        device: torch.device,
+        name: str = "operator",
+    ) -> None:
+        self._matmat = matmat
+        self.dim = int(dim)
+        self.dtype = dtype
+        self.device = torch.device(device)
+        self.name = name
+        self.count = 0
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, dim={self.dim}, dtype={self.dtype}, products={self.count})"
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.dim, self.dim)
+
+    def matmat(self, V: torch.Tensor) -> torch.Tensor:
+        """A vᵢ for each row of V [k, d]; returns [k, d] in this operator's dtype."""
+        V = torch.as_tensor(V)
+        if V.ndim != 2 or V.shape[1] != self.dim:
+            raise UserError(f"Products with this {self.name} need vectors [k, {self.dim}]. Got shape {tuple(V.shape)}.")
+        V = V.to(self.device, self.dtype)
+        self.count += len(V)
+        out = self._matmat(V)
+        if not bool(torch.isfinite(out).all()):
+            raise UserError(
+                f"A product with the {self.name} is not finite: the loss is not twice "
+                "differentiable at θ "
+                "or θ holds NaN/inf (check the checkpoint, or evaluate at another θ)."
+            )
+        return out
+
+    def matvec(self, v: torch.Tensor) -> torch.Tensor:
+        """A v for one vector v [d]."""
+        return self.matmat(torch.as_tensor(v).reshape(1, -1))[0]
+
+    def __matmul__(self, v: torch.Tensor) -> torch.Tensor:
+        return self.matvec(v) if torch.as_tensor(v).ndim == 1 else self.matmat(torch.as_tensor(v).T).T
+
+    def dense(self) -> torch.Tensor:
+        """The [d, d] matrix (d products; for tests and tiny models)."""
+        return self.matmat(torch.eye(self.dim, dtype=self.dtype, device=self.device))
+
+    def restrict(self, where: slice, name: str | None = None) -> Operator:
+        """The diagonal block A[where, where] as an operator on R^{|where|}.
+
+        Each product embeds the vector in zeros of length d, multiplies by A and keeps
+        ``where``: one product with A per vector, counted on both operators.
+        """
+        start, stop, step = where.indices(self.dim)
+        if step != 1 or stop <= start:
+            raise UserError(f"A restriction needs a non-empty contiguous slice of 0…{self.dim}. Got {where}.")
+        parent = self
+
+        def block(V: torch.Tensor) -> torch.Tensor:
+            full = torch.zeros(len(V), parent.dim, dtype=parent.dtype, device=parent.device)
+            full[:, start:stop] = V
+            return parent.matmat(full)[:, start:stop]
+
+        return Operator(
+            block,
+            stop - start,
+            dtype=self.dtype,
+            device=self.device,
+            name=name or f"{self.name}[{start}:{stop}]",
+        )
+
+
+class DenseOperator(Operator):
+    """A dense symmetric matrix as an operator (tests pass matrices with known spectra)."""
+
+    def __init__(self, matrix: torch.Tensor, name: str = "dense") -> None:
+        A = torch.as_tensor(matrix)
+        if A.ndim != 2 or A.shape[0] != A.shape[1] or A.shape[0] == 0:
+            raise UserError(f"A curvature matrix must be square [d, d]. Got shape {tuple(A.shape)}.")
+        if not A.is_floating_point():
+            A = A.to(torch.float64)
+        if not bool(torch.isfinite(A).all()):
+            raise UserError("The matrix holds NaN or inf: pass a finite symmetric matrix.")
+        # Asymmetry from round-off (e.g. a Hessian assembled from products) is a few
+        # ulps of ‖A‖; √eps (1.5e-8 at float64, 3.5e-4 at float32) separates it from
+        # a matrix that is simply not symmetric.
+        scale = float(A.abs().max()) or 1.0
+        if float((A - A.T).abs().max()) > torch.finfo(A.dtype).eps ** 0.5 * scale:
+            raise UserError("The matrix is not symmetric: pass a symmetric matrix (e.g. (A + A.T) / 2).")
+        self.matrix = (A + A.T) / 2
+        super().__init__(lambda V: V @ self.matrix, A.shape[0], dtype=A.dtype, device=A.device, name=name)
+
+
+def as_operator(A: Operator | torch.Tensor) -> Operator:
+    """``A`` itself when it is an `Operator`; a dense symmetric tensor as a `DenseOperator`."""
+    if isinstance(A, Operator):
+        return A
+    if isinstance(A, torch.Tensor) or hasattr(A, "__array__"):
+        return DenseOperator(torch.as_tensor(A))
+    raise UserError(
+        "Curvature estimators take an Operator (hessian_operator, ggn_operator) or a dense "
+        "symmetric "
+        f"tensor. Got {type(A).__name__}."
+    )
+
+
+def _at(objective: Objective, theta: torch.Tensor | CurvatureAt | None) -> CurvatureAt:
+    if isinstance(theta, CurvatureAt):
+        return theta
+    return objective.curvature_at(objective.theta0 if theta is None else theta)
+
+
+def _with_group(op: Operator, objective: Objective, group: str | None) -> Operator:
+    if group is None:
+        return op
+    groups = objective.layout.groups()
+    if group not in groups:
+        raise UserError(f"The 'group' parameter must be one of {', '.join(map(repr, groups))}. Got {group!r}.")
+    return op.restrict(groups[group], name=f"{op.name}[{group}]")
+
+
+def hessian_operator(
+    objective: Objective,
+    theta: torch.Tensor | CurvatureAt | None = None,
+    *,
+    group: str | None = None,
+) -> Operator:
+    """The Hessian ∇²L(θ) of ``objective`` (at ``theta0`` by default) as an operator.
+
+    ``group`` restricts it to one layer of ``objective.layout.groups()``. Products reuse
+    the gradient graph at θ, so a Lanczos run pays one extra backward pass per vector.
+    """
+    at = _at(objective, theta)
+    op = Operator(at.hvp_many, objective.dim, dtype=objective.dtype, device=objective.device, name="hessian")
+    return _with_group(op, objective, group)
+
+
+def ggn_operator(
+    objective: Objective,
+    theta: torch.Tensor | CurvatureAt | None = None,
+    *,
+    group: str | None = None,
+) -> Operator:
+    """The generalized Gauss–Newton matrix G(θ) = (1/n) Σᵢ Jᵢᵀ ∇²_f ℓᵢ Jᵢ as an operator (PSD)."""
+    at = _at(objective, theta)
+    op = Operator(at.ggn_many, objective.dim, dtype=objective.dtype, device=objective.device, name="ggn")
+    return _with_group(op, objective, group)
