@@ -151,3 +151,13 @@ def test_bad_configs() -> None:
     obj = Objective(build_model(SPEC), "cross_entropy", DATA)
     with pytest.raises(UserError, match="one row per seed"):
         train_ensemble(obj, TrainConfig(), thetas=torch.zeros(2, obj.dim), seeds=[0])
+
+
+def test_ensembles_train_mse_on_class_labels() -> None:
+    data = load_data("xor")
+    obj = Objective(build_model("mlp:2-2-2,act=tanh"), "mse", data, dtype="float64")
+    config = TrainConfig(optimizer="gd", lr=0.5, epochs=20)
+    thetas = init_thetas("mlp:2-2-2,act=tanh", [0, 1], obj)
+    ensemble = train_ensemble(obj, config, thetas=thetas, seeds=[0, 1])
+    alone = train(obj, replace(config, seed=1), theta=thetas[1])
+    np.testing.assert_allclose(ensemble.thetas[1], alone.theta, rtol=0, atol=1e-13)

@@ -63,7 +63,8 @@ def _check_ce(out: torch.Tensor, y: torch.Tensor) -> None:
 
 def _mse_target(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     if not y.is_floating_point():  # class indices → one-hot, for MSE on classification
-        return F.one_hot(y, out.shape[-1]).to(out.dtype)
+        # a comparison, not F.one_hot: one_hot checks its data and so fails under vmap (ensembles)
+        return (y.unsqueeze(-1) == torch.arange(out.shape[-1], device=y.device)).to(out.dtype)
     return y.reshape(out.shape)
 
 

@@ -220,7 +220,13 @@ class Run:
 
 def load(path: str | os.PathLike[str]) -> Run:
     """Read a run directory back: ``losslab.load("runs/x").result`` is the object the command computed."""
-    import losslab  # noqa: F401  (registers every result type)
+    # Every analysis package registers its result types on import.
+    import losslab.connectivity  # noqa: F401
+    import losslab.curvature  # noqa: F401
+    import losslab.exact  # noqa: F401
+    import losslab.studies  # noqa: F401
+    import losslab.surface  # noqa: F401
+    import losslab.train  # noqa: F401
 
     path = Path(path)
     manifest_path = path / "run.json"
