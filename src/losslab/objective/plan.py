@@ -64,6 +64,10 @@ class SequentialPlan:
             return None
         return cls(steps, flatten)
 
+    def live_width(self) -> int:
+        """Numbers per input row and point alive at once in `outputs`: the widest layer's in + out."""
+        return max(arg[2] + arg[3] for kind, arg in self.steps if kind == "linear")  # type: ignore[index]
+
     def outputs(self, thetas: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
         """Model outputs [k, n, out] at the k points ``thetas`` [k, D] on inputs ``X`` [n, ...]."""
         k = thetas.shape[0]

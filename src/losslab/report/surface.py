@@ -1,0 +1,185 @@
+"""Figures of loss surfaces: contours and 3-D views of planes; curves of lines and interpolations.
+
+A plane is drawn with a along the x axis and b along the y axis: ``loss[i, j]`` is the
+value at (a[i], b[j]), so the arrays are transposed for matplotlib and plotly, which
+both index z[row = y, column = x].
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from losslab.report.figures import Figure, draws, new_figure
+from losslab.surface import Interpolation, Line, Surface
+
+__all__: list[str] = []
+
+
+def _log_scale(scale: str, *arrays: np.ndarray | None) -> bool:
+    """Log scale when asked (and possible), or under 'auto' when values span over two decades."""
+    values = np.concatenate([np.ravel(v) for v in arrays if v is not None])
+    values = values[np.isfinite(values)]
+    if scale == "linear" or len(values) == 0 or values.min() <= 0:
+        return False
+    return scale == "log" or values.max() / values.min() > 100.0
+
+
+def _axis_label(name: str, kind: str) -> str:
+    return f"{name} (along {kind})"
+
+
+@draws(Surface)
+def _surface(result: Surface) -> list[Figure]:
+    kinds = result.directions.kind
+    log = _log_scale(result.scale, result.loss, result.test_loss)
+    panels = [("train", result.loss)]
+    if result.test_loss is not None:
+        panels.append(("test", result.test_loss))
+    traj = result.trajectory
+    figures = []
+    for split, values in panels:
+        Z = np.ma.masked_invalid(np.log10(values.T) if log else values.T)
+        fig, ax = new_figure(6.2, 5.0)
+        filled = ax.contourf(result.a, result.b, Z, levels=30, cmap="viridis")
+        ax.contour(result.a, result.b, Z, levels=12, colors="k", linewidths=0.4, alpha=0.6)
+        fig.colorbar(filled, ax=ax, label=f"log10 {split} loss" if log else f"{split} loss")
+        if result.a[0] <= 0 <= result.a[-1] and result.b[0] <= 0 <= result.b[-1]:
+            ax.plot([0], [0], "w+", ms=12, mew=2, label="θ")
+        if traj is not None:
+            ax.plot(traj.coords[:, 0], traj.coords[:, 1], "-", color="tab:red", lw=1.2)
+            ax.plot(traj.coords[:, 0], traj.coords[:, 1], "o", color="tab:red", ms=2.5)
+            ax.plot(traj.coords[:1, 0], traj.coords[:1, 1], "s", color="tab:orange", ms=6, label="start")
+            ax.set(xlim=(result.a[0], result.a[-1]), ylim=(result.b[0], result.b[-1]))
+        ax.set(xlabel=_axis_label("a", kinds[0]), ylabel=_axis_label("b", kinds[1]))
+        ax.legend(loc="upper right", fontsize=8)
+        inter = go.Figure(
+            go.Surface(
+                x=result.a,
+                y=result.b,
+                z=values.T,
+                colorscale="Viridis",
+                name=f"{split} loss",
+                colorbar={"title": {"text": f"{split} loss"}},
+            )
+        )
+        if traj is not None and np.isfinite(traj.loss).any():
+            inter.add_trace(
+                go.Scatter3d(
+                    x=traj.coords[:, 0],
+                    y=traj.coords[:, 1],
+                    z=traj.loss,
+                    mode="lines+markers",
+                    line={"color": "red", "width": 5},
+                    marker={"size": 3, "color": "red"},
+                    text=[f"step {s}" for s in traj.steps],
+                    name="trajectory (projected)",
+                )
+            )
+        inter.update_layout(
+            height=560,
+            margin={"t": 30, "l": 0, "r": 0, "b": 0},
+            scene={
+                "xaxis_title": "a",
+                "yaxis_title": "b",
+                "zaxis_title": f"{split} loss",
+                "zaxis": {"type": "log" if log else "linear"},
+            },
+        )
+        i, j = np.unravel_index(int(np.nanargmin(values)), values.shape)
+        caption = (
+            f"{split.capitalize()} loss on the plane θ + a·d₁ + b·d₂ "
+            f"(d₁: {kinds[0]}, d₂: {kinds[1]}), "
+            f"{len(result.a)}×{len(result.b)} points; minimum {values[i, j]:.4g} at "
+            f"(a, b) = ({result.a[i]:.3g}, {result.b[j]:.3g})."
+        )
+        if result.directions.explained_variance is not None:
+            shares = ", ".join(f"{100 * v:.1f} %" for v in result.directions.explained_variance)
+            caption += f" PCA components explain {shares} of the trajectory's variance."
+        if traj is not None:
+            caption += (
+                f" The trajectory ({len(traj.steps)} snapshots) is projected onto the plane; its "
+                f"largest distance off the plane is {np.max(traj.residual):.3g}."
+            )
+        # the kinds in the file name keep a filter plane and a PCA plane apart in one report folder
+        slug = re.sub(r"[^a-z0-9]+", "-", f"{split}-surface-{kinds[0].split()[0]}-{kinds[1].split()[0]}".lower())
+        figures.append(Figure(slug, f"{split.capitalize()} loss surface", fig, inter, caption))
+    return figures
+
+
+def _curves(
+    alphas: np.ndarray, result: Any, xlabel: str, log: bool, marks: list[tuple[float, str]]
+) -> tuple[Any, go.Figure]:
+    has_acc = result.accuracy is not None
+    fig, axes = new_figure(10 if has_acc else 5.5, 3.8, ncols=2 if has_acc else 1)
+    ax_loss, ax_acc = (axes[0], axes[1]) if has_acc else (axes, None)
+    inter = make_subplots(
+        rows=1,
+        cols=2 if has_acc else 1,
+        subplot_titles=("loss", "accuracy") if has_acc else ("loss",),
+    )
+    for key, label, style in (("loss", "train", "-"), ("test_loss", "test", "--")):
+        values = getattr(result, key)
+        if values is not None:
+            ax_loss.plot(alphas, values, style, label=label)
+            inter.add_trace(go.Scatter(x=alphas, y=values, name=f"{label} loss", mode="lines"), 1, 1)
+    for key, label, style in (("accuracy", "train", "-"), ("test_accuracy", "test", "--")):
+        values = getattr(result, key)
+        if values is not None and ax_acc is not None:
+            ax_acc.plot(alphas, values, style, label=label)
+            inter.add_trace(go.Scatter(x=alphas, y=values, name=f"{label} accuracy", mode="lines"), 1, 2)
+    for x, text in marks:
+        ax_loss.axvline(x, color="0.6", lw=0.8, ls=":")
+        ax_loss.annotate(text, (x, 1.0), xycoords=("data", "axes fraction"), ha="center", va="bottom", fontsize=8)
+    ax_loss.set(xlabel=xlabel, ylabel="loss", yscale="log" if log else "linear")
+    inter.update_yaxes(type="log" if log else "linear", row=1, col=1)
+    for ax in (ax_loss, ax_acc):
+        if ax is not None:
+            ax.grid(alpha=0.3)
+            ax.legend()
+    if ax_acc is not None:
+        ax_acc.set(xlabel=xlabel, ylabel="accuracy")
+    inter.update_xaxes(title_text=xlabel)
+    inter.update_layout(height=380, margin={"t": 40})
+    return fig, inter
+
+
+@draws(Line)
+def _line(result: Line) -> list[Figure]:
+    log = _log_scale(result.scale, result.loss, result.test_loss)
+    marks = [(0.0, "θ")] if result.alphas[0] <= 0 <= result.alphas[-1] else []
+    fig, inter = _curves(result.alphas, result, f"α (along {result.directions.kind[0]})", log, marks)
+    lo, hi = result.alphas[0], result.alphas[-1]
+    caption = f"Loss along θ + α·d for {len(result.alphas)} values of α in [{lo:g}, {hi:g}]."
+    return [Figure("line", "Loss along a line", fig, inter, caption)]
+
+
+@draws(Interpolation)
+def _interpolation(result: Interpolation) -> list[Figure]:
+    log = _log_scale(result.scale, result.loss, result.test_loss)
+    marks = [
+        (x, text)
+        for x, text in ((0.0, result.labels[0]), (1.0, result.labels[1]))
+        if result.alphas[0] <= x <= result.alphas[-1]
+    ]
+    fig, inter = _curves(result.alphas, result, "α", log, marks)
+    if not result.monotone and result.bump > result.tolerance:
+        fig.axes[0].axvspan(result.bump_from, result.bump_alpha, color="tab:red", alpha=0.15, label="largest bump")
+        fig.axes[0].legend()
+    verdict = (
+        "monotone (MLI holds)"
+        if result.monotone
+        else f"not monotone: the largest bump rises {result.bump:.3g} "
+        f"from α = {result.bump_from:g} "
+        f"to α = {result.bump_alpha:g}"
+    )
+    caption = (
+        f"Train loss along (1 − α)·θ_a + α·θ_b from {result.labels[0]} (α = 0) "
+        f"to {result.labels[1]} "
+        f"(α = 1), ‖θ_b − θ_a‖ = {result.distance:.4g}: {verdict}."
+    )
+    return [Figure("interpolation", "Linear interpolation", fig, inter, caption)]
