@@ -46,9 +46,13 @@ def machine() -> dict[str, Any]:
         cpu = names[0] if names else cpu
     except OSError:
         pass
-    return {"cpu": cpu, "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "date": date.today().isoformat()}
+    return {
+        "cpu": cpu,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "date": date.today().isoformat(),
+    }
 
 
 def emit(name: str, figures: dict[str, Any]) -> None:

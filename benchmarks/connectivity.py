@@ -31,9 +31,7 @@ from losslab import Objective, TrainConfig, build_model, init_thetas, load_data,
 from losslab.connectivity import Path, as_network, connect, evaluate_path, width_study
 
 
-def obvious_loop(
-    objective: Objective, spec: str, a: torch.Tensor, b: torch.Tensor, points: int
-) -> np.ndarray:
+def obvious_loop(objective: Objective, spec: str, a: torch.Tensor, b: torch.Tensor, points: int) -> np.ndarray:
     model = build_model(spec).to(objective.device)
     X, y = objective.X, objective.y
     losses = []
@@ -52,15 +50,11 @@ def demo_mlp(config: TrainConfig, points: int, device: str) -> dict[str, float]:
     pair = train_ensemble(objective, config, thetas=thetas, seeds=[0, 1])
     out = {}
     for method in ("weight", "activation"):
-        result = connect(
-            objective, pair.thetas[0], pair.thetas[1], align=method, repair=True, points=points
-        )
+        result = connect(objective, pair.thetas[0], pair.thetas[1], align=method, repair=True, points=points)
         out["naive"] = round(result.paths["naive"].barrier().height, 4)
         out[method] = round(result.paths["aligned"].barrier().height, 4)
         out[f"{method}+repair"] = round(result.paths["repair"].barrier().height, 4)
-    curve = connect(
-        objective, pair.thetas[0], pair.thetas[1], align="none", path="bezier", points=points
-    )
+    curve = connect(objective, pair.thetas[0], pair.thetas[1], align="none", path="bezier", points=points)
     out["bezier"] = round(curve.paths["curve"].barrier().height, 4)
     return out
 
@@ -72,9 +66,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--points", type=int, default=25)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument(
-        "--threads", type=int, default=None, help="torch threads (default: torch's)"
-    )
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

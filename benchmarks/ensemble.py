@@ -43,14 +43,21 @@ def main() -> None:
     sequential = time.perf_counter() - start
 
     deviation = max(float(np.abs(ensemble.thetas[k] - r.theta).max()) for k, r in enumerate(alone))
-    emit("ensemble", {
-        "seeds": args.seeds, "epochs": args.epochs, "batch_size": args.batch_size, "device": args.device,
-        "steps_per_member": int(ensemble.steps[0]),
-        "ensemble_s": round(together, 3), "sequential_s": round(sequential, 3),
-        "speedup": round(sequential / together, 2),
-        "max_abs_theta_difference": deviation,
-        "median_test_accuracy": float(np.median(ensemble.history["test_accuracy"][-1])),
-    })
+    emit(
+        "ensemble",
+        {
+            "seeds": args.seeds,
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "device": args.device,
+            "steps_per_member": int(ensemble.steps[0]),
+            "ensemble_s": round(together, 3),
+            "sequential_s": round(sequential, 3),
+            "speedup": round(sequential / together, 2),
+            "max_abs_theta_difference": deviation,
+            "median_test_accuracy": float(np.median(ensemble.history["test_accuracy"][-1])),
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -84,10 +84,21 @@ def three_node(budget: float) -> dict:
         fit = train_three_node(X, y, instance=instance)
         tick = time.perf_counter()
         found = brute_force_splitting(instance)
-        twelve[kind] = {"trainable": fit.trainable, "milp_s": round(fit.seconds, 4), "nodes": fit.nodes,
-                        "brute_s": round(time.perf_counter() - tick, 4), "agree": fit.trainable == (found is not None)}
-    return {"per_n": per_n, "n12": twelve, "stopped": result.stopped, "note": result.note,
-            "disagreements": result.summary()["theorem_disagreements"], "wall_s": round(wall, 2)}
+        twelve[kind] = {
+            "trainable": fit.trainable,
+            "milp_s": round(fit.seconds, 4),
+            "nodes": fit.nodes,
+            "brute_s": round(time.perf_counter() - tick, 4),
+            "agree": fit.trainable == (found is not None),
+        }
+    return {
+        "per_n": per_n,
+        "n12": twelve,
+        "stopped": result.stopped,
+        "note": result.note,
+        "disagreements": result.summary()["theorem_disagreements"],
+        "wall_s": round(wall, 2),
+    }
 
 
 def relu2(sgd_seeds: int, baseline: bool) -> dict:
@@ -96,10 +107,20 @@ def relu2(sgd_seeds: int, baseline: bool) -> dict:
     start = time.perf_counter()
     exact = relu2_optimum(X, y, lam)
     seconds = time.perf_counter() - start
-    out = {"n": len(X), "d": X.shape[1], "lam": lam, "patterns": exact.pattern_count, "certified": exact.certified,
-           "seconds": round(seconds, 2), "optimum": exact.optimum, "lower_bound": exact.lower_bound,
-           "relative_gap": exact.gap / exact.optimum, "rounds": exact.rounds, "width": exact.width,
-           "solver_gap": exact.solver_gap}
+    out = {
+        "n": len(X),
+        "d": X.shape[1],
+        "lam": lam,
+        "patterns": exact.pattern_count,
+        "certified": exact.certified,
+        "seconds": round(seconds, 2),
+        "optimum": exact.optimum,
+        "lower_bound": exact.lower_bound,
+        "relative_gap": exact.gap / exact.optimum,
+        "rounds": exact.rounds,
+        "width": exact.width,
+        "solver_gap": exact.solver_gap,
+    }
     if baseline:
         Xs, ys = teacher(30, 3)
         tick = time.perf_counter()
@@ -108,14 +129,22 @@ def relu2(sgd_seeds: int, baseline: bool) -> dict:
         tick = time.perf_counter()
         reference = plain_program(Xs, ys, lam)
         plain = time.perf_counter() - tick
-        out["baseline_n30_d3"] = {"patterns": small.pattern_count, "column_generation_s": round(columns, 2),
-                                  "plain_program_s": round(plain, 2), "speedup": round(plain / columns, 1),
-                                  "optimum": small.optimum, "plain_value": reference,
-                                  "relative_difference": (small.optimum - reference) / reference}
+        out["baseline_n30_d3"] = {
+            "patterns": small.pattern_count,
+            "column_generation_s": round(columns, 2),
+            "plain_program_s": round(plain, 2),
+            "speedup": round(plain / columns, 1),
+            "optimum": small.optimum,
+            "plain_value": reference,
+            "relative_difference": (small.optimum - reference) / reference,
+        }
     if sgd_seeds:
         gap = relu2_sgd_gap(exact, seeds=sgd_seeds)
-        out["sgd"] = {**gap.summary(), "relative_gap_min": float(gap.gaps.min() / exact.optimum),
-                      "relative_gap_max": float(gap.gaps.max() / exact.optimum)}
+        out["sgd"] = {
+            **gap.summary(),
+            "relative_gap_min": float(gap.gaps.min() / exact.optimum),
+            "relative_gap_max": float(gap.gaps.max() / exact.optimum),
+        }
     return out
 
 

@@ -63,8 +63,15 @@ def main() -> None:
         sync()
 
     figures["hvp_ms_autograd_functional"] = 1e3 * best_of(obvious) / 10
-    op = sla.LinearOperator((obj.dim, obj.dim), dtype=np.float32,
-                            matvec=lambda v: torch.autograd.functional.hvp(loss_of, theta, torch.as_tensor(v, device=device).float().flatten())[1].cpu().numpy())
+    op = sla.LinearOperator(
+        (obj.dim, obj.dim),
+        dtype=np.float32,
+        matvec=lambda v: (
+            torch.autograd.functional.hvp(loss_of, theta, torch.as_tensor(v, device=device).float().flatten())[1]
+            .cpu()
+            .numpy()
+        ),
+    )
     Vn = V[:10].cpu().numpy()
     figures["hvp_ms_scipy_operator"] = 1e3 * best_of(lambda: [op.matvec(v) for v in Vn]) / 10
 
@@ -91,7 +98,9 @@ def main() -> None:
         o = Objective(model, "cross_entropy", (X, y), device=device, many_mode=mode)
         figures[f"points_per_s_{mode}"] = args.points / best_of(lambda o=o: (o.loss_many(thetas), sync()))
     for mode in ("plan", "loop", "vmap"):
-        figures[f"ratio_{mode}_vs_obvious_loop"] = figures[f"points_per_s_{mode}"] / figures["points_per_s_obvious_loop"]
+        figures[f"ratio_{mode}_vs_obvious_loop"] = (
+            figures[f"points_per_s_{mode}"] / figures["points_per_s_obvious_loop"]
+        )
     emit("hvp", {k: round(v, 3) if isinstance(v, float) else v for k, v in figures.items()})
 
 

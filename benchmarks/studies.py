@@ -52,12 +52,21 @@ def anchors(name: str, result: Any) -> list[dict[str, Any]]:
         test = result.mean("test_accuracy")
         one, zero = list(result.fractions).index(1.0), list(result.fractions).index(0.0)
         return [
-            _check("Zhang et al.: the MLP reaches 100 % training accuracy on fully random labels",
-                   float(fits[one]), fits[one] == 1.0),
-            _check("random labels take longer to fit than true labels (epochs, p=1 vs p=0)",
-                   [float(fit[zero]), float(fit[one])], fit[one] > fit[zero]),
-            _check("test accuracy falls with p, to chance at p=1", [round(float(t), 4) for t in test],
-                   bool(np.all(np.diff(test) < 0.02)) and abs(test[one] - 0.1) < 0.05),
+            _check(
+                "Zhang et al.: the MLP reaches 100 % training accuracy on fully random labels",
+                float(fits[one]),
+                fits[one] == 1.0,
+            ),
+            _check(
+                "random labels take longer to fit than true labels (epochs, p=1 vs p=0)",
+                [float(fit[zero]), float(fit[one])],
+                fit[one] > fit[zero],
+            ),
+            _check(
+                "test accuracy falls with p, to chance at p=1",
+                [round(float(t), 4) for t in test],
+                bool(np.all(np.diff(test) < 0.02)) and abs(test[one] - 0.1) < 0.05,
+            ),
         ]
     if name == "gd-vs-sgd":
         out = []
@@ -68,38 +77,62 @@ def anchors(name: str, result: Any) -> list[dict[str, Any]]:
             late = float(np.nanmean(result.sharpness[g, -tail:])) * lr / 2
             reached = bool(np.nanmax(result.sharpness[g]) * lr / 2 >= 0.95)
             if reached:
-                out.append(_check(f"Cohen et al.: GD at η={lr:g} hovers at 2/η (λmax·η/2, last quarter)",
-                                  round(late, 4), 0.9 <= late <= 1.25))
+                out.append(
+                    _check(
+                        f"Cohen et al.: GD at η={lr:g} hovers at 2/η (λmax·η/2, last quarter)",
+                        round(late, 4),
+                        0.9 <= late <= 1.25,
+                    )
+                )
             else:
                 rise = float(result.sharpness[g, -1] / result.sharpness[g, 0])
-                out.append(_check(f"Cohen et al.: progressive sharpening at η={lr:g} (λmax end / start)",
-                                  round(rise, 3), rise > 1.2))
+                out.append(
+                    _check(
+                        f"Cohen et al.: progressive sharpening at η={lr:g} (λmax end / start)",
+                        round(rise, 3),
+                        rise > 1.2,
+                    )
+                )
         for lr in sorted(set(result.lr[[r for r, o in enumerate(result.optimizer) if o == "sgd"]].tolist())):
             rows = [r for r, o in enumerate(result.optimizer) if o == "sgd" and result.lr[r] == lr]
             small = min(rows, key=lambda r: result.batch_size[r])
             ref = int(result.reference[small])
-            out.append(_check(f"SGD at η={lr:g}, smallest batch, ends flatter than GD (λmax·η/2: SGD, GD)",
-                              [round(float(result.ratio[small]), 4), round(float(result.ratio[ref]), 4)],
-                              result.ratio[small] < result.ratio[ref]))
+            out.append(
+                _check(
+                    f"SGD at η={lr:g}, smallest batch, ends flatter than GD (λmax·η/2: SGD, GD)",
+                    [round(float(result.ratio[small]), 4), round(float(result.ratio[ref]), 4)],
+                    result.ratio[small] < result.ratio[ref],
+                )
+            )
         return out
     if name == "saddles":
         on = result.plateau
         return [
-            _check("Dauphin et al.: training meets a plateau (small gradient, negative curvature)",
-                   result.plateau_spans(), bool(on.any())),
-            _check("plateau checkpoints are certified saddles", int((result.count_lower[on] > 0).sum()),
-                   bool(on.any()) and bool(np.all(result.count_lower[on] > 0))),
-            _check("the loss on the plateau is high (mean plateau loss / final loss)",
-                   round(float(result.loss[on].mean() / result.loss[-1]), 2) if on.any() else None,
-                   bool(on.any()) and result.loss[on].mean() > 10 * result.loss[-1]),
+            _check(
+                "Dauphin et al.: training meets a plateau (small gradient, negative curvature)",
+                result.plateau_spans(),
+                bool(on.any()),
+            ),
+            _check(
+                "plateau checkpoints are certified saddles",
+                int((result.count_lower[on] > 0).sum()),
+                bool(on.any()) and bool(np.all(result.count_lower[on] > 0)),
+            ),
+            _check(
+                "the loss on the plateau is high (mean plateau loss / final loss)",
+                round(float(result.loss[on].mean() / result.loss[-1]), 2) if on.any() else None,
+                bool(on.any()) and result.loss[on].mean() > 10 * result.loss[-1],
+            ),
         ]
     if name == "double-descent":
         threshold, peak = result.interpolation_threshold, result.peak_width
         return [
             _check("MNIST-1D authors: test-error peak near h ≈ 50–60", peak, 40 <= peak <= 80),
-            _check("the peak sits near the interpolation threshold (peak / threshold)",
-                   None if threshold is None else round(peak / threshold, 3),
-                   threshold is not None and 0.5 <= peak / threshold <= 2),
+            _check(
+                "the peak sits near the interpolation threshold (peak / threshold)",
+                None if threshold is None else round(peak / threshold, 3),
+                threshold is not None and 0.5 <= peak / threshold <= 2,
+            ),
         ]
     return []
 
@@ -124,12 +157,19 @@ def main() -> None:
         wall = time.perf_counter() - start
         run = load(out)
         checks = anchors(name, run.result)
-        emit(f"study-{name}", {
-            "preset": "quick" if args.quick else "full", "device": args.device, "run": str(out),
-            "wall_s": round(wall, 1), "resumed": bool(run.manifest.get("resumed")),
-            "anchors": checks, "anchors_hold": all(c["holds"] for c in checks) if checks else None,
-            "summary": json.loads(captured.getvalue())["result"] if captured.getvalue().strip() else None,
-        })
+        emit(
+            f"study-{name}",
+            {
+                "preset": "quick" if args.quick else "full",
+                "device": args.device,
+                "run": str(out),
+                "wall_s": round(wall, 1),
+                "resumed": bool(run.manifest.get("resumed")),
+                "anchors": checks,
+                "anchors_hold": all(c["holds"] for c in checks) if checks else None,
+                "summary": json.loads(captured.getvalue())["result"] if captured.getvalue().strip() else None,
+            },
+        )
 
 
 if __name__ == "__main__":

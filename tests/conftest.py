@@ -61,10 +61,21 @@ def _bn_resnet() -> nn.Module:
 
 
 TINY_CASES = [
-    TinyCase("mlp-tanh-mse", lambda: build_model("mlp:3-4-2,act=tanh", seed=1).double(), "mse", _regression(23, 3, 2, 0)),
-    TinyCase("mlp-relu-ce", lambda: build_model("mlp:4-5-3", seed=2).double(), "cross_entropy", _classification(29, (4,), 3, 1)),
-    TinyCase("cnn1d-ce", lambda: build_model("cnn1d:length=12,channels=2,classes=3", seed=4).double(), "cross_entropy",
-             _classification(17, (12,), 3, 2)),
+    TinyCase(
+        "mlp-tanh-mse", lambda: build_model("mlp:3-4-2,act=tanh", seed=1).double(), "mse", _regression(23, 3, 2, 0)
+    ),
+    TinyCase(
+        "mlp-relu-ce",
+        lambda: build_model("mlp:4-5-3", seed=2).double(),
+        "cross_entropy",
+        _classification(29, (4,), 3, 1),
+    ),
+    TinyCase(
+        "cnn1d-ce",
+        lambda: build_model("cnn1d:length=12,channels=2,classes=3", seed=4).double(),
+        "cross_entropy",
+        _classification(17, (12,), 3, 2),
+    ),
     TinyCase("resnet-bn-ce", _bn_resnet, "cross_entropy", _classification(19, (3,), 3, 3)),
 ]
 

@@ -48,11 +48,24 @@ def test_train_writes_a_complete_reloadable_run(tmp_path: Path) -> None:
 
 def test_train_a_seed_ensemble_and_reuse_a_checkpoint(tmp_path: Path) -> None:
     out = tmp_path / "ens"
-    result = invoke("train", "--data", "xor", "--seeds", "3", "--epochs", "5", "--batch-size", "0", "--out", out, "--json")
+    result = invoke(
+        "train", "--data", "xor", "--seeds", "3", "--epochs", "5", "--batch-size", "0", "--out", out, "--json"
+    )
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["result"]["members"] == 3
     assert sorted(p.name for p in out.glob("seed-*.pt")) == ["seed-0.pt", "seed-1.pt", "seed-2.pt"]
-    again = invoke("train", "--checkpoint", out / "seed-1.pt", "--data", "xor", "--epochs", "1", "--out", tmp_path / "more", "--json")
+    again = invoke(
+        "train",
+        "--checkpoint",
+        out / "seed-1.pt",
+        "--data",
+        "xor",
+        "--epochs",
+        "1",
+        "--out",
+        tmp_path / "more",
+        "--json",
+    )
     assert again.exit_code == 0, again.stderr
 
 
@@ -67,7 +80,8 @@ def test_a_run_directory_is_a_checkpoint(tmp_path: Path) -> None:
 
 @pytest.fixture
 def user_files(tmp_path: Path) -> Path:
-    (tmp_path / "user.py").write_text(textwrap.dedent("""
+    (tmp_path / "user.py").write_text(
+        textwrap.dedent("""
         import torch
         def data():
             return torch.randn(12, 3), torch.randint(2, (12,))
@@ -88,7 +102,8 @@ def user_files(tmp_path: Path) -> Path:
                 return self.lin(x + torch.randn_like(x))
         def noisy():
             return Noisy()
-    """))
+    """)
+    )
     return tmp_path
 
 
@@ -104,7 +119,10 @@ def bad_inputs(tmp: Path) -> list[tuple[list[str], str]]:
         (["train", "--data", f"{user}:not_data"], "must be a tuple (X, y)"),
         (["train", "--model", f"{user}:data", "--data", f"{user}:data"], "not a torch.nn.Module"),
         (["train", "--model", "mlp:64-32-3"], "outputs 3 logits but the targets contain class 9"),
-        (["train", "--model", "mlp:64-32-10", "--checkpoint", str(tmp / "other.pt")], "for another architecture: '1.weight'"),
+        (
+            ["train", "--model", "mlp:64-32-10", "--checkpoint", str(tmp / "other.pt")],
+            "for another architecture: '1.weight'",
+        ),
         (["train", "--model", f"{user}:nan_model", "--data", f"{user}:data"], "not finite"),
         (["train", "--model", f"{user}:noisy", "--data", f"{user}:data"], "different outputs twice"),
         (["train", "--model", "resnet50"], "Unknown model 'resnet50'"),

@@ -61,9 +61,7 @@ def conv2d_objective() -> Objective:
     with torch.no_grad():
         model.norm.running_mean.uniform_(-0.5, 0.5)
         model.norm.running_var.uniform_(0.5, 2.0)
-        model.conv2.bias.fill_(
-            0.5
-        )  # no dead channels: activation matching cannot tell dead units apart
+        model.conv2.bias.fill_(0.5)  # no dead channels: activation matching cannot tell dead units apart
     g = torch.Generator().manual_seed(5)
     data = as_dataset(
         (
@@ -85,9 +83,7 @@ def random_perms(spec: PermutationSpec, objective: Objective, seed: int) -> dict
 
 
 def objectives(tiny_case) -> list[Objective]:
-    return [objective_of(tiny_case)] + (
-        [conv2d_objective()] if tiny_case.name == "cnn1d-ce" else []
-    )
+    return [objective_of(tiny_case)] + ([conv2d_objective()] if tiny_case.name == "cnn1d-ce" else [])
 
 
 def test_a_random_permutation_preserves_the_function(tiny_case) -> None:
@@ -112,12 +108,8 @@ def test_matching_recovers_a_random_permutation_exactly(tiny_case, method: str) 
         alignment = align(objective, net, permuted, method=method)
         for group, perm in perms.items():  # permuted unit i is unit perm[i]: the inverse undoes it
             assert np.array_equal(alignment.perms[group], torch.argsort(perm).numpy()), group
-        assert np.array_equal(
-            alignment.theta, net.theta.numpy()
-        )  # a permutation moves, never rounds
-        evaluation = evaluate_path(
-            objective, Path("line", net, alignment.network(objective)), points=5
-        )
+        assert np.array_equal(alignment.theta, net.theta.numpy())  # a permutation moves, never rounds
+        evaluation = evaluate_path(objective, Path("line", net, alignment.network(objective)), points=5)
         for curve, values in evaluation.values.items():
             # Every point is θ_A up to the round-off of (1 − t)θ + tθ.
             assert evaluation.barrier(curve).height <= ROUND_OFF, curve
@@ -153,9 +145,7 @@ def test_derived_specs_of_the_zoo_families() -> None:
     # 12 → 5 → 3 → 2 positions: the head reads each of conv3's channels as a block of 2 features.
     assert ("head.weight", 1, 2) in [(a.name, a.axis, a.inner) for a in groups["conv3"]]
     res = objective_of_spec("deep:2,width=5,in=3,out=3,residual=1,bn=1", (3,))
-    (stream,) = derive_spec(
-        res
-    ).groups.values()  # the residual stream: one permutation for all blocks
+    (stream,) = derive_spec(res).groups.values()  # the residual stream: one permutation for all blocks
     names = {(a.name, a.axis) for a in stream}
     assert {
         ("blocks.0.linear.weight", 0),
@@ -224,9 +214,7 @@ def test_activation_matching_maximizes_summed_correlation() -> None:
 def test_a_spec_that_misses_an_axis_fails_the_function_check() -> None:
     objective = objective_of_spec("mlp:4-5-3", (4,))
     net = as_network(objective, objective.model)
-    partial = PermutationSpec.of(
-        {"h": [("1.weight", 0), ("1.bias", 0)]}
-    )  # forgets 3.weight's columns
+    partial = PermutationSpec.of({"h": [("1.weight", 0), ("1.bias", 0)]})  # forgets 3.weight's columns
     broken = permute_network(objective, partial, net, {"h": torch.tensor([1, 0, 2, 3, 4])})
     with pytest.raises(UserError, match="computes a different function"):
         check_function(objective, net, broken)
@@ -265,17 +253,13 @@ class Cumulative(nn.Module):
 
 def test_an_underivable_architecture_says_how_to_pass_a_spec() -> None:
     g = torch.Generator().manual_seed(0)
-    objective = Objective(
-        Cumulative(), "cross_entropy", (torch.randn(6, 4, generator=g), torch.arange(6) % 3)
-    )
+    objective = Objective(Cumulative(), "cross_entropy", (torch.randn(6, 4, generator=g), torch.arange(6) % 3))
     with pytest.raises(UserError) as info:
         derive_spec(objective)
     message = str(info.value)
     assert "\n" not in message and "'cumsum'" in message and "spec" in message
     net = as_network(objective, objective.model)
-    with pytest.raises(
-        UserError, match="computes a different function"
-    ):  # a wrong user spec cannot slip through
+    with pytest.raises(UserError, match="computes a different function"):  # a wrong user spec cannot slip through
         align(
             objective,
             net,

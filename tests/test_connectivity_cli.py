@@ -65,9 +65,7 @@ def test_connect_writes_barriers_before_and_after_alignment(checkpoints, tmp_pat
     assert summary["alignment"]["max_output_change"] <= 1e-3
     run = load(out)
     assert isinstance(run.result, ConnectResult) and run.result.paths["aligned"].t.shape == (5,)
-    assert (out / "report.html").is_file() and (
-        out / "figures" / "connect-barrier-curves.png"
-    ).is_file()
+    assert (out / "report.html").is_file() and (out / "figures" / "connect-barrier-curves.png").is_file()
 
 
 def test_connect_with_repair_a_curve_and_a_spec_file(checkpoints, tmp_path: Path) -> None:
@@ -95,9 +93,7 @@ def test_connect_with_repair_a_curve_and_a_spec_file(checkpoints, tmp_path: Path
         "--json",
     )
     assert result.exit_code == 0, result.stderr
-    assert {"naive", "aligned", "repair", "curve", "curve_fit"} <= set(
-        json.loads(result.stdout)["result"]
-    )
+    assert {"naive", "aligned", "repair", "curve", "curve_fit"} <= set(json.loads(result.stdout)["result"])
 
 
 @pytest.mark.parametrize(
@@ -111,9 +107,7 @@ def test_connect_with_repair_a_curve_and_a_spec_file(checkpoints, tmp_path: Path
         (["--path", "spline"], "The 'path' parameter of connect must be one of"),
     ],
 )
-def test_bad_options_are_one_line_errors(
-    checkpoints, tmp_path: Path, extra: list[str], message: str
-) -> None:
+def test_bad_options_are_one_line_errors(checkpoints, tmp_path: Path, extra: list[str], message: str) -> None:
     result = invoke(
         "connect",
         checkpoints["a"],
@@ -129,9 +123,7 @@ def test_bad_options_are_one_line_errors(
     assert not (tmp_path / "run").exists()
 
 
-def test_checkpoints_of_different_architectures_name_the_first_differing_key(
-    checkpoints, tmp_path: Path
-) -> None:
+def test_checkpoints_of_different_architectures_name_the_first_differing_key(checkpoints, tmp_path: Path) -> None:
     result = invoke(
         "connect",
         checkpoints["a"],

@@ -72,9 +72,7 @@ def test_curve_formulas() -> None:
 def test_path_values_match_a_plain_pytorch_loop(tiny_case) -> None:
     objective = Objective(tiny_case.make_model(), tiny_case.loss, tiny_case.data, dtype="float64")
     a = as_network(objective, objective.model)
-    b = as_network(
-        objective, objective.theta0 + 0.3 * torch.randn(objective.dim, dtype=torch.float64)
-    )
+    b = as_network(objective, objective.theta0 + 0.3 * torch.randn(objective.dim, dtype=torch.float64))
     # Both ends share the model's batch-norm statistics, which the loop below keeps too.
     evaluation = evaluate_path(objective, Path("line", a, b), points=6, bn_reset=False)
     X, y = tiny_case.data.split("train")
@@ -130,9 +128,7 @@ def test_batch_norm_statistics_equal_a_full_batch_train_mode_pass() -> None:
     for name, value in reference.state_dict().items():
         if name.endswith("running_mean"):
             torch.testing.assert_close(mine[name], value, rtol=0, atol=TOL)
-        elif name.endswith(
-            "running_var"
-        ):  # PyTorch keeps the unbiased variance, losslab the population one
+        elif name.endswith("running_var"):  # PyTorch keeps the unbiased variance, losslab the population one
             torch.testing.assert_close(mine[name], value * (n - 1) / n, rtol=0, atol=TOL)
 
 
@@ -151,9 +147,7 @@ def test_batch_norm_paths_use_the_statistics_they_claim(bn_reset: bool) -> None:
             buffers = reestimate_batch_norm(objective, theta)
         else:
             buffers = {
-                k: (1 - t) * a.buffers[k] + t * b.buffers[k]
-                if a.buffers[k].is_floating_point()
-                else a.buffers[k]
+                k: (1 - t) * a.buffers[k] + t * b.buffers[k] if a.buffers[k].is_floating_point() else a.buffers[k]
                 for k in a.buffers
             }
         with torch.no_grad():
@@ -163,9 +157,7 @@ def test_batch_norm_paths_use_the_statistics_they_claim(bn_reset: bool) -> None:
 
 def test_repair_matches_the_interpolated_statistics_layer_by_layer() -> None:
     g = torch.Generator().manual_seed(2)
-    data = as_dataset(
-        (torch.randn(40, 4, generator=g, dtype=torch.float64), torch.randint(3, (40,), generator=g))
-    )
+    data = as_dataset((torch.randn(40, 4, generator=g, dtype=torch.float64), torch.randint(3, (40,), generator=g)))
     spec = "mlp:4-6-5-3"
     objective = Objective(build_model(spec, seed=0), "cross_entropy", data, dtype="float64")
     a = as_network(objective, objective.model)
@@ -185,14 +177,10 @@ def test_repair_matches_the_interpolated_statistics_layer_by_layer() -> None:
 
     t = 0.3
     corrected = repair((1 - t) * a.theta + t * b.theta, t)
-    for (m, s), (ma, sa), (mb, sb) in zip(
-        stats(corrected), stats(a.theta), stats(b.theta), strict=True
-    ):
+    for (m, s), (ma, sa), (mb, sb) in zip(stats(corrected), stats(a.theta), stats(b.theta), strict=True):
         torch.testing.assert_close(m, (1 - t) * ma + t * mb, rtol=0, atol=1e-10)
         torch.testing.assert_close(s, (1 - t) * sa + t * sb, rtol=0, atol=1e-10)
-    torch.testing.assert_close(
-        repair(a.theta, 0.0), a.theta, rtol=0, atol=1e-10
-    )  # A is its own goal
+    torch.testing.assert_close(repair(a.theta, 0.0), a.theta, rtol=0, atol=1e-10)  # A is its own goal
 
 
 def test_repair_refuses_batch_norm_networks() -> None:

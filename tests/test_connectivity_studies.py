@@ -37,9 +37,7 @@ def tiny_objective(spec: str = "mlp:5-8-3") -> Objective:
 def test_full_batch_gradient_descent_is_stable_at_every_split() -> None:
     # GD has no SGD noise: both copies follow the same path, so every barrier is round-off.
     objective = tiny_objective()
-    result = instability(
-        objective, TrainConfig(optimizer="gd", lr=0.2, steps=8), [0, 3, 6], points=5
-    )
+    result = instability(objective, TrainConfig(optimizer="gd", lr=0.2, steps=8), [0, 3, 6], points=5)
     assert result.ks.tolist() == [0, 3, 6] and result.total_steps == 8
     for curve in result.curves:
         assert result.curves[curve].shape == (3, 5)
@@ -52,9 +50,7 @@ def test_sgd_copies_differ_and_a_killed_run_resumes_bit_identically(tmp_path) ->
     config = TrainConfig(lr=0.2, batch_size=8, steps=24)
     key = {"test": "resume"}
     first = instability(objective, config, [0, 6, 12], points=5, chunks=Chunks(tmp_path / "c", key))
-    assert (
-        first.barrier("train_loss", "mean").max() > 0
-    )  # different batch orders, different endpoints
+    assert first.barrier("train_loss", "mean").max() > 0  # different batch orders, different endpoints
     (tmp_path / "c" / "000001.npz").unlink()  # as if the run died before the second split finished
     again = instability(objective, config, [0, 6, 12], points=5, chunks=Chunks(tmp_path / "c", key))
     for curve in first.curves:
@@ -85,9 +81,7 @@ def test_instability_rejects_bad_split_steps_and_seeds() -> None:
 
 def test_width_study_shapes_and_endpoints() -> None:
     data = tiny_data(n=64)
-    result = width_study(
-        data, [4, 8], config=TrainConfig(lr=0.2, batch_size=16, steps=30), points=5, dtype="float64"
-    )
+    result = width_study(data, [4, 8], config=TrainConfig(lr=0.2, batch_size=16, steps=30), points=5, dtype="float64")
     assert result.widths.tolist() == [4, 8] and result.models[0] == "mlp:5-4-4-3,act=relu"
     for method in ("none", "weight", "activation"):
         assert result.curves[method]["train_loss"].shape == (2, 5)
@@ -123,9 +117,7 @@ def test_results_survive_the_store_and_draw_themselves(tmp_path) -> None:
     # Five split steps: the figure shades one curve per step (a float round-off once broke it).
     config = TrainConfig(lr=0.2, batch_size=16, steps=8)
     unstable = instability(objective, config, [0, 1, 2, 4, 6], points=3)
-    wide = width_study(
-        tiny_data(), [3], methods=("none", "weight"), config=TrainConfig(steps=5), points=3
-    )
+    wide = width_study(tiny_data(), [3], methods=("none", "weight"), config=TrainConfig(steps=5), points=3)
     for result, kind in (
         (connected, ConnectResult),
         (unstable, InstabilityResult),

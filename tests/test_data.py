@@ -25,13 +25,13 @@ def test_digits_split_and_standardization_are_fixed() -> None:
 
 
 def test_mnist1d_is_generated_with_its_defaults_and_leaves_global_rngs_alone() -> None:
-    np.random.seed(123)
+    np.random.seed(123)  # noqa: NPY002
     random.seed(123)
-    expected_np, expected_py = np.random.rand(), random.random()
-    np.random.seed(123)
+    expected_np, expected_py = np.random.rand(), random.random()  # noqa: NPY002
+    np.random.seed(123)  # noqa: NPY002
     random.seed(123)
     data = load_data("mnist1d")
-    assert (np.random.rand(), random.random()) == (expected_np, expected_py)
+    assert (np.random.rand(), random.random()) == (expected_np, expected_py)  # noqa: NPY002
     assert data.X_train.shape == (4000, 40) and data.X_test.shape == (1000, 40)
     assert data.num_classes == 10 and set(data.y_train.tolist()) == set(range(10))
     assert torch.equal(load_data("mnist1d").X_train, data.X_train)
@@ -75,7 +75,8 @@ def test_label_noise_replaces_a_seeded_fraction_and_keeps_the_indices(fraction: 
 
 
 def test_user_data_from_a_file_and_a_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "mydata.py").write_text(textwrap.dedent("""
+    (tmp_path / "mydata.py").write_text(
+        textwrap.dedent("""
         import torch
         def pairs():
             g = torch.Generator().manual_seed(0)
@@ -87,7 +88,8 @@ def test_user_data_from_a_file_and_a_module(tmp_path: Path, monkeypatch: pytest.
             return Items()
         def wrong():
             return "not data"
-    """))
+    """)
+    )
     data = load_data(f"{tmp_path / 'mydata.py'}:pairs")
     assert data.task == "classification" and data.num_classes <= 4 and data.n_train == 20
     monkeypatch.syspath_prepend(str(tmp_path))

@@ -70,11 +70,7 @@ def test_three_node_certified_both_ways(tmp_path: Path) -> None:
     assert summary["trainable"] and summary["splitting_exists"] and summary["theorem_holds"]
     assert summary["fewest_errors"] == 0 and summary["relaxation"]["seeds"] == 3
     loaded = load(out).result
-    assert (
-        isinstance(loaded, ThreeNodeResult)
-        and loaded.relaxation is not None
-        and loaded.fewest is not None
-    )
+    assert isinstance(loaded, ThreeNodeResult) and loaded.relaxation is not None and loaded.fewest is not None
     assert {p.name for p in (out / "figures").iterdir()} == {
         "three_node-instance.png",
         "three_node-relaxation.png",
@@ -135,9 +131,7 @@ def test_bad_input_is_one_line_exit_2(tmp_path: Path, args: tuple, message: str)
     assert not (tmp_path / "bad").exists()  # nothing half-written stays
 
 
-def test_solver_timeout_is_reported_not_invented(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_solver_timeout_is_reported_not_invented(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     class Stopped:
         status, x, fun, message, mip_node_count = 1, None, None, "Time limit reached", 3
 
@@ -170,6 +164,4 @@ def test_demo_step_is_quick(tmp_path: Path) -> None:
     seconds = time.perf_counter() - start
     run = load(tmp_path / "demo")
     assert run.status == "complete" and run.result.certified
-    assert (
-        seconds < 30
-    )  # the budget is 10 s on an idle 2-core machine; a shared one runs ~3× slower
+    assert seconds < 30  # the budget is 10 s on an idle 2-core machine; a shared one runs ~3× slower

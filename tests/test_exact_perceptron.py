@@ -29,9 +29,7 @@ def test_exact_check_rejects_a_wrong_certificate() -> None:
     X, y = XOR
     signed = (2.0 * y - 1)[:, None] * np.c_[X, np.ones(4)]
     assert _check_exactly(signed, np.full(4, 0.25))
-    assert not _check_exactly(
-        signed, np.array([0.5, 0.25, 0.25, 0.0])
-    )  # support {0, 1, 2}: no solution ≥ 0
+    assert not _check_exactly(signed, np.array([0.5, 0.25, 0.25, 0.0]))  # support {0, 1, 2}: no solution ≥ 0
     # Floating-point noise on a true certificate's values does not fool it either way.
     assert _check_exactly(signed, np.array([0.25, 0.25 + 1e-17, 0.25, 0.25]))
 
@@ -101,9 +99,7 @@ def _separable(X: np.ndarray, labels: np.ndarray) -> bool:
 def test_fewest_errors_on_parity_matches_enumerated_dichotomies() -> None:
     X = np.array(list(itertools.product((0.0, 1.0), repeat=3)))
     y = (X.sum(1) % 2).astype(int)  # 3-bit parity
-    separable = [
-        np.array(d) for d in itertools.product((0, 1), repeat=8) if _separable(X, np.array(d))
-    ]
+    separable = [np.array(d) for d in itertools.product((0, 1), repeat=8) if _separable(X, np.array(d))]
     best = min(int((d != y).sum()) for d in separable)
     result = fewest_errors(X, y)
     assert result.exact and result.errors == best == 2
@@ -120,9 +116,7 @@ def test_set_splitting_points_are_never_separable_by_one_unit() -> None:
 
 def test_weight_bound_is_cramer_hadamard() -> None:
     assert weight_bound(XOR[0]) == pytest.approx(6.0)  # r = 3: 3 · 4^2 / 2^3
-    assert weight_bound(np.r_[np.zeros((1, 4)), np.eye(4)]) == pytest.approx(
-        3 * 6**3 / 2**5
-    )  # r = 5
+    assert weight_bound(np.r_[np.zeros((1, 4)), np.eye(4)]) == pytest.approx(3 * 6**3 / 2**5)  # r = 5
     assert weight_bound(np.eye(4)) == pytest.approx(3 * 5**2.5 / 2**4)  # r = 4: no origin, rank 4
     assert weight_bound(np.array([[0.5, 1.0]])) is None
 

@@ -42,9 +42,7 @@ def _cvxpy_optimum(X: np.ndarray, y: np.ndarray, lam: float) -> float:
     regularizer = sum(cp.norm(V[i], 2) + cp.norm(W[i], 2) for i in range(len(D)))
     constraints = [cp.multiply(2 * D[i] - 1, Xt @ V[i]) >= 0 for i in range(len(D))]
     constraints += [cp.multiply(2 * D[i] - 1, Xt @ W[i]) >= 0 for i in range(len(D))]
-    problem = cp.Problem(
-        cp.Minimize(cp.sum_squares(prediction - y) / (2 * n) + lam * regularizer), constraints
-    )
+    problem = cp.Problem(cp.Minimize(cp.sum_squares(prediction - y) / (2 * n) + lam * regularizer), constraints)
     problem.solve(solver="CLARABEL")
     assert problem.status == "optimal"
     return float(problem.value)
@@ -59,9 +57,7 @@ CASES = [
 
 
 @pytest.mark.parametrize(("n", "d", "seed", "lam", "duplicate"), CASES)
-def test_certified_optimum_matches_plain_cvxpy(
-    n: int, d: int, seed: int, lam: float, duplicate: bool
-) -> None:
+def test_certified_optimum_matches_plain_cvxpy(n: int, d: int, seed: int, lam: float, duplicate: bool) -> None:
     X, y = _data(n, d, seed, duplicate)
     result = relu2_optimum(X, y, lam)
     reference = _cvxpy_optimum(X, y, lam)
@@ -72,9 +68,7 @@ def test_certified_optimum_matches_plain_cvxpy(
     assert result.lower_bound <= reference * (1 + 1e-7)
     assert result.lower_bound <= result.optimum
     # The recovered network's own objective is the optimum: evaluated from U and α directly.
-    assert relu2_objective(result.U, result.alpha, X, y, lam) == pytest.approx(
-        result.optimum, rel=1e-12
-    )
+    assert relu2_objective(result.U, result.alpha, X, y, lam) == pytest.approx(result.optimum, rel=1e-12)
     assert result.optimum == pytest.approx(result.convex_value, rel=1e-6)
 
 
@@ -97,9 +91,7 @@ def test_every_network_is_above_the_lower_bound() -> None:
 def test_sgd_values_are_never_below_the_certified_optimum() -> None:
     X, y = _data(20, 2, 5)
     exact = relu2_optimum(X, y, 1e-2)
-    config = TrainConfig(
-        optimizer="adam", lr=2e-2, batch_size=None, steps=300, schedule="cosine", record_every=100
-    )
+    config = TrainConfig(optimizer="adam", lr=2e-2, batch_size=None, steps=300, schedule="cosine", record_every=100)
     gap = relu2_sgd_gap(exact, seeds=6, config=config)
     assert gap.below_bound == 0
     # Rigorous lower bound, so no tolerance beyond float64 round-off of the sums.
@@ -115,15 +107,11 @@ def test_trainer_weight_decay_is_the_gradient_of_half_lambda_norm_squared() -> N
     data = (torch.tensor(X), torch.tensor(y)[:, None])
     objective = Objective(build_model("relu2:2-5", seed=1), "mse", data, dtype="float64")
     lam, lr = 0.3, 0.05
-    result = train(
-        objective, TrainConfig(optimizer="gd", lr=lr, steps=1, weight_decay=lam), test=False
-    )
+    result = train(objective, TrainConfig(optimizer="gd", lr=lr, steps=1, weight_decay=lam), test=False)
     theta = objective.theta0.clone().requires_grad_(True)
     total = objective.batch_loss(theta, torch.arange(10)) + 0.5 * lam * theta.square().sum()
     (grad,) = torch.autograd.grad(total, theta)
-    np.testing.assert_allclose(
-        result.theta, (objective.theta0 - lr * grad).numpy(), rtol=1e-12, atol=1e-14
-    )
+    np.testing.assert_allclose(result.theta, (objective.theta0 - lr * grad).numpy(), rtol=1e-12, atol=1e-14)
 
 
 def test_sampled_patterns_give_a_valid_network_and_an_upper_bound() -> None:
@@ -133,9 +121,7 @@ def test_sampled_patterns_give_a_valid_network_and_an_upper_bound() -> None:
     assert not sampled.certified
     assert "sampled" in sampled.summary()["scope"]
     assert sampled.optimum >= full.lower_bound
-    assert relu2_objective(sampled.U, sampled.alpha, X, y, 1e-2) == pytest.approx(
-        sampled.optimum, rel=1e-12
-    )
+    assert relu2_objective(sampled.U, sampled.alpha, X, y, 1e-2) == pytest.approx(sampled.optimum, rel=1e-12)
 
 
 def test_pricing_bound_is_above_the_true_maximum() -> None:

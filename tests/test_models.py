@@ -12,17 +12,22 @@ from losslab.errors import UserError
 from losslab.models import ZOO, build_model, load_checkpoint, save_checkpoint
 
 
-@pytest.mark.parametrize("spec,params", [
-    ("mlp:64-100-100-10", 64 * 100 + 100 + 100 * 100 + 100 + 100 * 10 + 10),
-    ("mlp:2-2-1,act=tanh", 2 * 2 + 2 + 2 + 1),
-    ("mlp:3-4-2,bias=0", 3 * 4 + 4 * 2),
-    ("cnn1d", (1 * 25 * 5 + 25) + 2 * (25 * 25 * 3 + 25) + 25 * 5 * 10 + 10),
-    ("deep:3,width=8,in=4,out=2", (4 * 8 + 8) + 3 * (8 * 8 + 8) + 8 * 2 + 2),
-    ("deep:3,width=8,in=4,out=2,residual=1,bn=1", (4 * 8 + 8) + 3 * (8 * 8 + 8 + 16) + 8 * 2 + 2),
-    # embed (1→8) + positions 5×8 + block (2 norms, qkv 8→24, proj 8→8, mlp 8→16→8) + norm + head 8→3
-    ("transformer:length=5,dim=8,heads=2,layers=1,classes=3",
-     16 + 40 + (2 * 16 + 8 * 24 + 24 + 8 * 8 + 8 + 8 * 16 + 16 + 16 * 8 + 8) + 16 + 8 * 3 + 3),
-])
+@pytest.mark.parametrize(
+    "spec,params",
+    [
+        ("mlp:64-100-100-10", 64 * 100 + 100 + 100 * 100 + 100 + 100 * 10 + 10),
+        ("mlp:2-2-1,act=tanh", 2 * 2 + 2 + 2 + 1),
+        ("mlp:3-4-2,bias=0", 3 * 4 + 4 * 2),
+        ("cnn1d", (1 * 25 * 5 + 25) + 2 * (25 * 25 * 3 + 25) + 25 * 5 * 10 + 10),
+        ("deep:3,width=8,in=4,out=2", (4 * 8 + 8) + 3 * (8 * 8 + 8) + 8 * 2 + 2),
+        ("deep:3,width=8,in=4,out=2,residual=1,bn=1", (4 * 8 + 8) + 3 * (8 * 8 + 8 + 16) + 8 * 2 + 2),
+        # embed (1→8) + positions 5×8 + block (2 norms, qkv 8→24, proj 8→8, mlp 8→16→8) + norm + head 8→3
+        (
+            "transformer:length=5,dim=8,heads=2,layers=1,classes=3",
+            16 + 40 + (2 * 16 + 8 * 24 + 24 + 8 * 8 + 8 + 8 * 16 + 16 + 16 * 8 + 8) + 16 + 8 * 3 + 3,
+        ),
+    ],
+)
 def test_zoo_specs_build_the_architecture(spec: str, params: int) -> None:
     model = build_model(spec, seed=0)
     assert sum(p.numel() for p in model.parameters()) == params
@@ -50,13 +55,15 @@ def test_residual_and_plain_deep_nets_differ_only_in_the_skip() -> None:
 
 
 def test_user_models_and_errors(tmp_path: Path) -> None:
-    (tmp_path / "net.py").write_text(textwrap.dedent("""
+    (tmp_path / "net.py").write_text(
+        textwrap.dedent("""
         import torch
         def small():
             return torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
         def not_a_model():
             return 3
-    """))
+    """)
+    )
     a = build_model(f"{tmp_path / 'net.py'}:small", seed=1)
     b = build_model(f"{tmp_path / 'net.py'}:small", seed=1)
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))

@@ -14,6 +14,7 @@ import doctest
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import TinyCase
 from torch import nn
 
 import losslab.objective.objective as objective_module
@@ -21,8 +22,6 @@ from losslab.data import as_dataset, digits
 from losslab.errors import UserError
 from losslab.models import build_model
 from losslab.objective import Objective, ParamLayout
-
-from conftest import TinyCase
 
 RTOL = 1e-10  # float64: sums of ≤ 30 examples, each a few dozen flops deep
 
@@ -62,7 +61,9 @@ def test_loss_grad_hessian_match_autograd_reference(tiny_case: TinyCase) -> None
 
 @pytest.mark.parametrize("mode", ["reuse", "recompute", "forward"])
 def test_hvp_schemes_agree(tiny_case: TinyCase, mode: str) -> None:
-    obj = Objective(tiny_case.make_model(), tiny_case.loss, tiny_case.data, dtype="float64", hvp_mode=mode, batch_size=6)
+    obj = Objective(
+        tiny_case.make_model(), tiny_case.loss, tiny_case.data, dtype="float64", hvp_mode=mode, batch_size=6
+    )
     V = torch.randn(3, obj.dim, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     H_ref = torch.autograd.functional.hessian(reference_loss(tiny_case), obj.theta0)
     at = obj.curvature_at(obj.theta0)
@@ -148,7 +149,9 @@ def test_losses_follow_the_documented_normalization() -> None:
     obj = Objective(one, "bce", (X, y_cls), dtype="float64")
     expected = F.binary_cross_entropy_with_logits(one(X)[:, 0], y_cls.double())
     assert float(obj.loss(obj.theta0)) == pytest.approx(float(expected), rel=1e-14)
-    assert obj.metrics(obj.theta0)["accuracy"] == pytest.approx(float(((one(X)[:, 0] > 0) == (y_cls > 0)).double().mean()))
+    assert obj.metrics(obj.theta0)["accuracy"] == pytest.approx(
+        float(((one(X)[:, 0] > 0) == (y_cls > 0)).double().mean())
+    )
     mean_loss = Objective(lin, lambda out, t: F.cross_entropy(out, t), (X, y_cls), dtype="float64")
     assert float(mean_loss.loss(mean_loss.theta0)) == pytest.approx(float(F.cross_entropy(lin(X), y_cls)), rel=1e-14)
 
@@ -203,8 +206,16 @@ DATA = ((torch.randn(12, 3), torch.randint(2, (12,))),)
 @pytest.mark.parametrize(
     "model,loss,match",
     [
-        (nn.Sequential(nn.Linear(3, 2), nn.Dropout(0.5)).train(), "cross_entropy", "dropout in training mode.*model.eval"),
-        (nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2)).train(), "cross_entropy", "batch norm in training mode.*model.eval"),
+        (
+            nn.Sequential(nn.Linear(3, 2), nn.Dropout(0.5)).train(),
+            "cross_entropy",
+            "dropout in training mode.*model.eval",
+        ),
+        (
+            nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2)).train(),
+            "cross_entropy",
+            "batch norm in training mode.*model.eval",
+        ),
         (Noisy(), "cross_entropy", "different outputs twice.*check_determinism=False"),
         (BatchCentered(), "cross_entropy", "depends on the other examples"),
         (nn.Linear(3, 1), "cross_entropy", "outputs 1 logits but the targets contain class 1"),
@@ -227,7 +238,9 @@ def test_checks_can_be_turned_off_and_other_errors() -> None:
         obj.loss(torch.full((8,), float("nan")))
     assert torch.isnan(obj.loss_many(torch.full((2, 8), float("nan")))).all()  # surfaces get NaN, not errors
     with pytest.raises(UserError, match="NaN or inf"):
-        Objective(nn.Linear(3, 2), "cross_entropy", (torch.full((4, 3), float("nan")), torch.zeros(4, dtype=torch.long)))
+        Objective(
+            nn.Linear(3, 2), "cross_entropy", (torch.full((4, 3), float("nan")), torch.zeros(4, dtype=torch.long))
+        )
     with pytest.raises(UserError, match="Hessian products need vectors"):
         obj.hvp(obj.theta0, torch.zeros(3))
     with pytest.raises(UserError, match="'dtype' parameter"):

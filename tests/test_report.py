@@ -15,8 +15,11 @@ from losslab.cli import app
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("report") / "run"
-    result = CliRunner().invoke(app, ["train", "--data", "xor", "--epochs", "30", "--batch-size", "0", "--lr", "0.5",
-                                      "--out", str(out), "--json"], catch_exceptions=False)
+    result = CliRunner().invoke(
+        app,
+        ["train", "--data", "xor", "--epochs", "30", "--batch-size", "0", "--lr", "0.5", "--out", str(out), "--json"],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.stderr
     return out
 
@@ -33,8 +36,13 @@ def test_report_is_self_contained(run_dir: Path) -> None:
 def test_user_strings_are_escaped() -> None:
     from losslab.report import Section, render_report
 
-    manifest = {"command": "<script>alert(1)</script>", "argv": ["--data", "<img src=x onerror=alert(1)>"],
-                "config": {"data": "a&b"}, "status": "complete", "result": {"<b>": "<i>"}}
+    manifest = {
+        "command": "<script>alert(1)</script>",
+        "argv": ["--data", "<img src=x onerror=alert(1)>"],
+        "config": {"data": "a&b"},
+        "status": "complete",
+        "result": {"<b>": "<i>"},
+    }
     text = render_report("<title>", [Section("<h1>x</h1>", manifest, {})])
     assert "<script>alert" not in text and "<img src=x" not in text and "<b>" not in text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text and "a&amp;b" in text
@@ -46,9 +54,18 @@ def test_report_renders_in_a_real_browser(run_dir: Path) -> None:
     if chromium is None:
         pytest.skip("no chromium: apt-get install -y chromium (CI installs it)")
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=[
-            "--no-sandbox", "--disable-gpu", "--enable-unsafe-swiftshader", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        browser = p.chromium.launch(
+            executable_path=chromium,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--enable-unsafe-swiftshader",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
         page = browser.new_page()
         errors: list[str] = []
         requests: list[str] = []

@@ -45,9 +45,13 @@ class Outer:
 
 def make_outer() -> Outer:
     return Outer(
-        grid=np.arange(12, dtype=np.float32).reshape(3, 4), inner=Inner(np.array([1.5, np.nan]), "a<b>"),
-        parts=[Inner(np.zeros(2, dtype=np.int64), "p0"), 3, "x"], stats={"loss": np.ones(3), "name": "n", "inf": float("inf")},
-        count=4, ratio=float("nan"), missing=None,
+        grid=np.arange(12, dtype=np.float32).reshape(3, 4),
+        inner=Inner(np.array([1.5, np.nan]), "a<b>"),
+        parts=[Inner(np.zeros(2, dtype=np.int64), "p0"), 3, "x"],
+        stats={"loss": np.ones(3), "name": "n", "inf": float("inf")},
+        count=4,
+        ratio=float("nan"),
+        missing=None,
     )
 
 
@@ -82,13 +86,20 @@ def test_results_round_trip_through_a_run(tmp_path: Path) -> None:
     assert loaded.status == "complete" and loaded.manifest["result"] == {"count": 4}
     assert_same(original, loaded.result)
     assert_same(original, loaded["main"])
-    assert set(json.loads((tmp_path / "r" / "run.json").read_text())["versions"]) >= {"losslab", "torch", "numpy", "python"}
+    assert set(json.loads((tmp_path / "r" / "run.json").read_text())["versions"]) >= {
+        "losslab",
+        "torch",
+        "numpy",
+        "python",
+    }
 
 
 def test_train_results_round_trip(tmp_path: Path) -> None:
     from losslab import Objective, TrainConfig, build_model, load_data, train
 
-    result = train(Objective(build_model("mlp:2-4-2"), "cross_entropy", load_data("xor")), TrainConfig(epochs=3, batch_size=2))
+    result = train(
+        Objective(build_model("mlp:2-4-2"), "cross_entropy", load_data("xor")), TrainConfig(epochs=3, batch_size=2)
+    )
     run = RunDir.create(tmp_path / "t", command="train", config={})
     run.save_result("train", result)
     run.complete(result.summary())

@@ -47,8 +47,18 @@ def test_settings_are_validated() -> None:
 
 
 def _command(out: Path) -> list[str]:
-    return [sys.executable, "-m", "losslab.cli", "study", "double-descent", "--quick",
-            *[arg for item in TINY for arg in ("--set", item)], "--out", str(out), "--json"]
+    return [
+        sys.executable,
+        "-m",
+        "losslab.cli",
+        "study",
+        "double-descent",
+        "--quick",
+        *[arg for item in TINY for arg in ("--set", item)],
+        "--out",
+        str(out),
+        "--json",
+    ]
 
 
 def test_a_killed_study_resumes_bit_identically(tmp_path: Path) -> None:
@@ -78,8 +88,23 @@ def test_cli_lists_and_runs(tmp_path: Path) -> None:
     listed = runner.invoke(app, ["study", "list", "--json"])
     assert listed.exit_code == 0 and "double-descent" in json.loads(listed.stdout)
     out = tmp_path / "dd"
-    result = runner.invoke(app, ["study", "double-descent", "--quick", "--set", "widths=8,32", "--set", "epochs=5",
-                                 "--set", "train_size=200", "--out", str(out), "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "study",
+            "double-descent",
+            "--quick",
+            "--set",
+            "widths=8,32",
+            "--set",
+            "epochs=5",
+            "--set",
+            "train_size=200",
+            "--out",
+            str(out),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.stderr
     assert (out / "figures" / "study-double-descent.png").is_file()
     assert load(out).result.widths.tolist() == [8, 32]

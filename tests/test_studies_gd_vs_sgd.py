@@ -31,8 +31,16 @@ def _one_thread() -> Iterator[None]:
 @pytest.fixture(scope="module")
 def small() -> GdVsSgdResult:
     study = STUDIES["gd-vs-sgd"]
-    config = study.config("quick", train_size=400, gd_lrs=(0.4, 1.0), sgd_lrs=(0.4,), batch_sizes=(8, 200),
-                          steps=400, track_every=20, points=5)
+    config = study.config(
+        "quick",
+        train_size=400,
+        gd_lrs=(0.4, 1.0),
+        sgd_lrs=(0.4,),
+        batch_sizes=(8, 200),
+        steps=400,
+        track_every=20,
+        points=5,
+    )
     return study.run(config, StudyContext())
 
 
@@ -64,8 +72,17 @@ def test_gd_hovers_at_two_over_lr_and_small_batch_sgd_ends_flatter(small: GdVsSg
 def test_lambda_max_and_the_mse_normalization_by_hand() -> None:
     # A model small enough for a dense Hessian (610 parameters), float64.
     study = STUDIES["gd-vs-sgd"]
-    config = study.config("quick", model="mlp:64-8-10,act=tanh", train_size=100, gd_lrs=(0.5,), sgd_lrs=(0.5,),
-                          batch_sizes=(10,), steps=60, track_every=20, points=3)
+    config = study.config(
+        "quick",
+        model="mlp:64-8-10,act=tanh",
+        train_size=100,
+        gd_lrs=(0.5,),
+        sgd_lrs=(0.5,),
+        batch_sizes=(10,),
+        steps=60,
+        track_every=20,
+        points=3,
+    )
     result = study.run(config, StudyContext(dtype="float64"))
     data = subset(load_data("digits"), 100, 0)
     X, Y = data.X_train.double(), torch.nn.functional.one_hot(data.y_train, 10).double()
@@ -101,11 +118,31 @@ def test_settings_are_validated() -> None:
 
 def test_cli_runs_and_loads(tmp_path: Path) -> None:
     out = tmp_path / "gd"
-    result = CliRunner().invoke(app, [
-        "study", "gd-vs-sgd", "--quick", "--set", "train_size=150", "--set", "gd_lrs=0.5", "--set", "sgd_lrs=0.5",
-        "--set", "batch_sizes=30", "--set", "steps=40", "--set", "track_every=10", "--set", "points=3",
-        "--out", str(out), "--json",
-    ])
+    result = CliRunner().invoke(
+        app,
+        [
+            "study",
+            "gd-vs-sgd",
+            "--quick",
+            "--set",
+            "train_size=150",
+            "--set",
+            "gd_lrs=0.5",
+            "--set",
+            "sgd_lrs=0.5",
+            "--set",
+            "batch_sizes=30",
+            "--set",
+            "steps=40",
+            "--set",
+            "track_every=10",
+            "--set",
+            "points=3",
+            "--out",
+            str(out),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout)["result"]
     assert [run["optimizer"] for run in summary["runs"]] == ["gd", "sgd"]

@@ -32,6 +32,7 @@ def _one_thread() -> Iterator[None]:
     yield
     torch.set_num_threads(threads)
 
+
 # 200 digits rows, a 64-128-10 MLP (9,610 parameters: overparameterized 4.8× per label).
 SMALL = {"model": "mlp:64-128-10", "train_size": 200, "lr": 0.02, "batch_size": 32, "epochs": 200}
 
@@ -99,13 +100,31 @@ def test_settings_are_validated() -> None:
     assert result.exit_code == 2 and "regression task" in result.stderr
 
 
-TINY = ["fractions=0,0.2,0.4,0.6,0.8,1", "model=mlp:64-64-10", "train_size=120", "lr=0.02", "batch_size=30",
-        "epochs=150", "seeds=1", "trace_hvps=40"]
+TINY = [
+    "fractions=0,0.2,0.4,0.6,0.8,1",
+    "model=mlp:64-64-10",
+    "train_size=120",
+    "lr=0.02",
+    "batch_size=30",
+    "epochs=150",
+    "seeds=1",
+    "trace_hvps=40",
+]
 
 
 def _command(out: Path) -> list[str]:
-    return [sys.executable, "-m", "losslab.cli", "study", "random-labels", "--quick",
-            *[arg for item in TINY for arg in ("--set", item)], "--out", str(out), "--json"]
+    return [
+        sys.executable,
+        "-m",
+        "losslab.cli",
+        "study",
+        "random-labels",
+        "--quick",
+        *[arg for item in TINY for arg in ("--set", item)],
+        "--out",
+        str(out),
+        "--json",
+    ]
 
 
 def test_a_killed_study_resumes_bit_identically(tmp_path: Path) -> None:

@@ -117,11 +117,35 @@ def test_settings_are_validated() -> None:
 
 def test_cli_runs_a_user_problem(tmp_path: Path) -> None:
     out = tmp_path / "restarts"
-    result = CliRunner().invoke(app, [
-        "study", "restarts", "--quick", "--model", "mlp:2-3-1,act=tanh", "--data", "xor", "--set", "loss=bce",
-        "--set", "optimizer=gd", "--set", "lr=1.0", "--set", "steps=300", "--set", "seeds=4",
-        "--set", "max_pairs=2", "--set", "points=3", "--out", str(out), "--json",
-    ])
+    result = CliRunner().invoke(
+        app,
+        [
+            "study",
+            "restarts",
+            "--quick",
+            "--model",
+            "mlp:2-3-1,act=tanh",
+            "--data",
+            "xor",
+            "--set",
+            "loss=bce",
+            "--set",
+            "optimizer=gd",
+            "--set",
+            "lr=1.0",
+            "--set",
+            "steps=300",
+            "--set",
+            "seeds=4",
+            "--set",
+            "max_pairs=2",
+            "--set",
+            "points=3",
+            "--out",
+            str(out),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout)["result"]
     assert summary["custom"]["seeds"] == 4 and summary["custom"]["pairs"] == 2

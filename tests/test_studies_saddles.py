@@ -28,11 +28,18 @@ def _one_thread() -> Iterator[None]:
     yield
     torch.set_num_threads(threads)
 
+
 # A tanh MLP with two hidden layers of 8 (682 parameters, small enough for a dense Hessian)
 # on 200 digits rows, from 2 % of its initialization: full-batch GD sits on the plateau
 # near θ = 0 for a while, then escapes.
-TINY = {"model": "mlp:64-8-8-10,act=tanh", "train_size": 200, "init_scale": 0.02, "lr": 0.5, "steps": 1200,
-        "checkpoints": 24}
+TINY = {
+    "model": "mlp:64-8-8-10,act=tanh",
+    "train_size": 200,
+    "init_scale": 0.02,
+    "lr": 0.5,
+    "steps": 1200,
+    "checkpoints": 24,
+}
 
 
 @pytest.fixture(scope="module")
@@ -106,10 +113,25 @@ def test_settings_are_validated() -> None:
 
 def test_cli_runs_and_loads(tmp_path: Path) -> None:
     out = tmp_path / "saddles"
-    result = CliRunner().invoke(app, [
-        "study", "saddles", "--quick", "--model", "mlp:64-8-8-10,act=tanh", "--set", "train_size=100",
-        "--set", "steps=60", "--set", "checkpoints=3", "--out", str(out), "--json",
-    ])
+    result = CliRunner().invoke(
+        app,
+        [
+            "study",
+            "saddles",
+            "--quick",
+            "--model",
+            "mlp:64-8-8-10,act=tanh",
+            "--set",
+            "train_size=100",
+            "--set",
+            "steps=60",
+            "--set",
+            "checkpoints=3",
+            "--out",
+            str(out),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["result"]["checkpoints"] == 4
     assert (out / "figures" / "study-saddles.png").is_file()

@@ -26,7 +26,9 @@ def torch_reference(config: TrainConfig, seed: int) -> np.ndarray:
     n, rows = len(X), config.batch_rows(len(X))
     params = list(model.parameters())
     if config.optimizer == "adam":
-        opt = torch.optim.Adam(params, lr=config.lr, betas=config.betas, eps=config.eps, weight_decay=config.weight_decay)
+        opt = torch.optim.Adam(
+            params, lr=config.lr, betas=config.betas, eps=config.eps, weight_decay=config.weight_decay
+        )
     else:
         momentum = config.momentum if config.optimizer == "momentum" else 0.0
         opt = torch.optim.SGD(params, lr=config.lr, momentum=momentum, weight_decay=config.weight_decay)
@@ -101,7 +103,17 @@ def test_targets_stop_members_independently_and_records_are_complete() -> None:
             assert alone.final["accuracy"] >= 0.9
     history = ensemble.history
     assert history["loss"].shape == (len(history["step"]), len(seeds))
-    assert set(history) >= {"step", "epoch", "loss", "accuracy", "test_loss", "test_accuracy", "grad_norm", "batch_loss", "lr"}
+    assert set(history) >= {
+        "step",
+        "epoch",
+        "loss",
+        "accuracy",
+        "test_loss",
+        "test_accuracy",
+        "grad_norm",
+        "batch_loss",
+        "lr",
+    }
 
 
 def test_snapshots_callbacks_and_divergence() -> None:
@@ -113,7 +125,9 @@ def test_snapshots_callbacks_and_divergence() -> None:
             seen.append((state.step, float(state.record["loss"][0])))
             state.stop = state.step >= 8
 
-    result = train(obj, TrainConfig(optimizer="gd", lr=0.5, epochs=50, record_every=4, snapshot_every=2), callbacks=[Stopper()])
+    result = train(
+        obj, TrainConfig(optimizer="gd", lr=0.5, epochs=50, record_every=4, snapshot_every=2), callbacks=[Stopper()]
+    )
     assert result.stopped == "callback" and result.steps == 8
     assert result.snapshot_steps.tolist() == [0, 2, 4, 6, 8]
     assert result.snapshots.dtype == np.float32 and result.snapshots.shape == (5, obj.dim)

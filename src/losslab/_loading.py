@@ -50,8 +50,7 @@ def load_callable(spec: str, what: str) -> Callable[..., Any]:
         except Exception as exc:  # the user's module failed on import: say where
             del sys.modules[module_name]
             raise UserError(
-                f"Importing the {what} file {where!r} failed with "
-                f"{type(exc).__name__}: {exc}. Fix that file."
+                f"Importing the {what} file {where!r} failed with {type(exc).__name__}: {exc}. Fix that file."
             ) from exc
     else:
         try:
@@ -100,15 +99,11 @@ def option(options: dict[str, str], key: str, default: Any, owner: str) -> Any:
             return text.lower() in ("1", "true", "yes")
         return kind(text)
     except ValueError:
-        raise UserError(
-            f"The '{key}' option of {owner} must be a {kind.__name__}. Got {text!r}."
-        ) from None
+        raise UserError(f"The '{key}' option of {owner} must be a {kind.__name__}. Got {text!r}.") from None
 
 
 def reject_unknown(options: dict[str, str], owner: str, known: list[str]) -> None:
     """Fail on options left after the known ones were popped."""
     if options:
         key = next(iter(options))
-        raise UserError(
-            f"{owner} has no option {key!r}: known options are {', '.join(known) or 'none'}."
-        )
+        raise UserError(f"{owner} has no option {key!r}: known options are {', '.join(known) or 'none'}.")

@@ -27,9 +27,7 @@ def _fail(name: str, owner: str, expectation: str, value: Any) -> UserError:
     return UserError(f"The '{name}' parameter of {owner} must be {expectation}. Got {value!r}.")
 
 
-def check_int(
-    value: Any, name: str, owner: str, *, low: int | None = None, high: int | None = None
-) -> int:
+def check_int(value: Any, name: str, owner: str, *, low: int | None = None, high: int | None = None) -> int:
     """Validate an integer parameter in [low, high] (bounds optional)."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise _fail(name, owner, _bounds("an int", low, high), value)

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import sys
 
-from losslab.cli import basic, demo, surface, train  # noqa: F401  (register the commands)
-from losslab.cli import study  # noqa: F401, I001  (keep last: the demo runs the studies after the analyses)
+# Import order is the demo's order: training (in demo), each analysis, the studies last.
+from losslab.cli import (  # noqa: F401
+    basic,
+    connect,  # noqa: F401, I001
+    demo,
+    exact,  # noqa: F401, I001
+    hessian,  # noqa: F401, I001
+    study,  # noqa: F401, I001
+    surface,  # noqa: F401, I001
+    train,
+)
 from losslab.cli.app import app
 
 __all__ = ["app", "main"]

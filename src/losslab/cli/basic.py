@@ -48,8 +48,10 @@ def show(
         raise UserError(f"The run.json of {str(run)!r} is damaged (result is not an object): rerun the command.")
     emit(run, manifest, json_out)
     if not json_out:
-        stdout.print(f"status: {manifest.get('status')} · started {manifest.get('started')} · "
-                     f"wall {manifest.get('wall_seconds')} s · results: {', '.join(loaded.results) or 'none'}",
-                     markup=False)
+        stdout.print(
+            f"status: {manifest.get('status')} · started {manifest.get('started')} · "
+            f"wall {manifest.get('wall_seconds')} s · results: {', '.join(loaded.results) or 'none'}",
+            markup=False,
+        )
         if manifest.get("error"):
             stdout.print(f"error: {manifest['error']}", markup=False)

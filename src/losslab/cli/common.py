@@ -34,7 +34,16 @@ from losslab.store import RunDir, load
 from losslab.store.run import Run
 
 __all__ = [
-    "Setup", "command", "default_model", "emit", "finish", "open_run", "progress_bar", "quiet", "stderr", "stdout",
+    "Setup",
+    "command",
+    "default_model",
+    "emit",
+    "finish",
+    "open_run",
+    "progress_bar",
+    "quiet",
+    "stderr",
+    "stdout",
 ]
 
 stdout = Console(highlight=False, soft_wrap=True)
@@ -43,18 +52,47 @@ stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 # ------------------------------------------------------------------------ options
-ModelOpt = Annotated[str | None, typer.Option("--model", help="Zoo spec (mlp:64-100-100-10, cnn1d, deep:8,width=64,residual=1) or path/to/file.py:function. Default: an MLP sized for --data.")]
-DataOpt = Annotated[str, typer.Option("--data", help="digits, mnist1d, teacher, spirals, xor (with key=value options, e.g. digits:label_noise=0.2) or path/to/file.py:function.")]
-CheckpointOpt = Annotated[str | None, typer.Option("--checkpoint", help="A state_dict file, or a train run directory (its model.pt, model and data).")]
-LossOpt = Annotated[str | None, typer.Option("--loss", help="cross_entropy | mse | bce. Default: cross_entropy for class labels, mse otherwise.")]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        help="Zoo spec (mlp:64-100-100-10, cnn1d, deep:8,width=64,residual=1) or path/to/file.py:function. "
+        "Default: an MLP sized for --data.",
+    ),
+]
+DataOpt = Annotated[
+    str,
+    typer.Option(
+        "--data",
+        help="digits, mnist1d, teacher, spirals, xor (with key=value options, e.g. digits:label_noise=0.2) "
+        "or path/to/file.py:function.",
+    ),
+]
+CheckpointOpt = Annotated[
+    str | None,
+    typer.Option("--checkpoint", help="A state_dict file, or a train run directory (its model.pt, model and data)."),
+]
+LossOpt = Annotated[
+    str | None,
+    typer.Option("--loss", help="cross_entropy | mse | bce. Default: cross_entropy for class labels, mse otherwise."),
+]
 DeviceOpt = Annotated[str, typer.Option("--device", help="cpu or cuda.")]
 DtypeOpt = Annotated[str, typer.Option("--dtype", help="float32 or float64.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the model's initialization and of every random choice.")]
 OutOpt = Annotated[Path | None, typer.Option("--out", help="Run directory to write (default runs/<command>-<time>).")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite a complete run in --out.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the run's result as one JSON object on stdout (everything else goes to stderr).")]
-LabelNoiseOpt = Annotated[float | None, typer.Option("--label-noise", help="Fraction of training labels replaced by random labels (0 … 1).")]
-RayOpt = Annotated[str | None, typer.Option("--ray", help="Run independent pieces on Ray: 'local' or a cluster ADDRESS.")]
+JsonOpt = Annotated[
+    bool,
+    typer.Option(
+        "--json", help="Print the run's result as one JSON object on stdout (everything else goes to stderr)."
+    ),
+]
+LabelNoiseOpt = Annotated[
+    float | None, typer.Option("--label-noise", help="Fraction of training labels replaced by random labels (0 … 1).")
+]
+RayOpt = Annotated[
+    str | None, typer.Option("--ray", help="Run independent pieces on Ray: 'local' or a cluster ADDRESS.")
+]
 
 
 def command(fn: F) -> F:
@@ -77,8 +115,10 @@ def command(fn: F) -> F:
         except Exception as exc:
             if os.environ.get("LOSSLAB_DEBUG"):
                 raise
-            stderr.print(f"losslab: internal error: {type(exc).__name__}: {exc} "
-                         "(set LOSSLAB_DEBUG=1 for the traceback)", markup=False)
+            stderr.print(
+                f"losslab: internal error: {type(exc).__name__}: {exc} (set LOSSLAB_DEBUG=1 for the traceback)",
+                markup=False,
+            )
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
@@ -150,14 +190,26 @@ class Setup:
 
     def objective(self, model: Any = None, *, split: str = "train", **kwargs: Any) -> Objective:
         return Objective(
-            self.build_model() if model is None else model, self.loss_name, self.dataset, split=split,
-            dtype=self.dtype, device=self.device, **kwargs,
+            self.build_model() if model is None else model,
+            self.loss_name,
+            self.dataset,
+            split=split,
+            dtype=self.dtype,
+            device=self.device,
+            **kwargs,
         )
 
     def config(self) -> dict[str, Any]:
-        return {"model": self.model_spec, "data": self.data, "label_noise": self.label_noise,
-                "checkpoint": self.checkpoint, "loss": self.loss_name, "device": self.device,
-                "dtype": self.dtype, "seed": self.seed}
+        return {
+            "model": self.model_spec,
+            "data": self.data,
+            "label_noise": self.label_noise,
+            "checkpoint": self.checkpoint,
+            "loss": self.loss_name,
+            "device": self.device,
+            "dtype": self.dtype,
+            "seed": self.seed,
+        }
 
 
 # ------------------------------------------------------------------------ runs
@@ -166,11 +218,27 @@ def default_out(command_name: str) -> Path:
 
 
 @contextmanager
-def open_run(command_name: str, out: Path | None, *, config: dict[str, Any], force: bool,
-             seeds: dict[str, Any] | None = None, device: str = "cpu", dtype: str = "float32") -> Iterator[RunDir]:
+def open_run(
+    command_name: str,
+    out: Path | None,
+    *,
+    config: dict[str, Any],
+    force: bool,
+    seeds: dict[str, Any] | None = None,
+    device: str = "cpu",
+    dtype: str = "float32",
+) -> Iterator[RunDir]:
     """A run directory for the body of a command; cleans up after user errors, records failures."""
-    run = RunDir.create(out or default_out(command_name), command=command_name, config=config, force=force,
-                        argv=["losslab", *sys.argv[1:]], seeds=seeds, device=device, dtype=dtype)
+    run = RunDir.create(
+        out or default_out(command_name),
+        command=command_name,
+        config=config,
+        force=force,
+        argv=["losslab", *sys.argv[1:]],
+        seeds=seeds,
+        device=device,
+        dtype=dtype,
+    )
     try:
         yield run
     except UserError:
@@ -213,8 +281,12 @@ def emit(path: Path, manifest: dict[str, Any], json_out: bool) -> None:
     if _QUIET[-1]:
         return
     if json_out:
-        payload = {"run": str(path), "command": manifest.get("command"), "status": manifest.get("status"),
-                   "result": manifest.get("result")}
+        payload = {
+            "run": str(path),
+            "command": manifest.get("command"),
+            "status": manifest.get("status"),
+            "result": manifest.get("result"),
+        }
         sys.stdout.write(json.dumps(payload, default=str, allow_nan=True) + "\n")
         sys.stdout.flush()
         return
@@ -239,7 +311,14 @@ def progress_bar(description: str, enabled: bool = True) -> Iterator[Callable[[i
     if not enabled or not sys.stderr.isatty():
         yield lambda done, total: None
         return
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), TimeRemainingColumn(), console=stderr, transient=True) as bar:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=stderr,
+        transient=True,
+    ) as bar:
         task = bar.add_task(description, total=None)
         yield lambda done, total: bar.update(task, completed=done, total=total)

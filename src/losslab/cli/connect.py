@@ -50,14 +50,10 @@ def _checkpoint_file(spec: str, which: str) -> str:
     path = Path(spec)
     if path.is_dir():
         if not (path / "model.pt").is_file():
-            raise UserError(
-                f"{which} {spec!r} is a directory without model.pt: give a train run or a .pt file."
-            )
+            raise UserError(f"{which} {spec!r} is a directory without model.pt: give a train run or a .pt file.")
         return str(path / "model.pt")
     if not path.is_file():
-        raise UserError(
-            f"{which} {spec!r} does not exist: give a state_dict file or a train run directory."
-        )
+        raise UserError(f"{which} {spec!r} does not exist: give a state_dict file or a train run directory.")
     return spec
 
 
@@ -101,13 +97,10 @@ def _load_spec(spec: str | None) -> Any:
         try:
             return json.loads(Path(spec).read_text())
         except OSError as exc:
-            raise UserError(
-                f"The spec file {spec!r} cannot be read ({exc.strerror}): check the path."
-            ) from None
+            raise UserError(f"The spec file {spec!r} cannot be read ({exc.strerror}): check the path.") from None
         except ValueError as exc:
             raise UserError(
-                f"The spec file {spec!r} is not valid JSON ({exc}): "
-                "write {group: [[name, axis], ...]}."
+                f"The spec file {spec!r} is not valid JSON ({exc}): write {{group: [[name, axis], ...]}}."
             ) from None
     return load_callable(spec, "spec")()
 
@@ -117,20 +110,15 @@ def _ints(text: str, option: str, command_name: str) -> list[int]:
         return [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise UserError(
-            f"The '{option}' option of {command_name} must be comma-separated integers "
-            f"like 0,10,50. Got {text!r}."
+            f"The '{option}' option of {command_name} must be comma-separated integers like 0,10,50. Got {text!r}."
         ) from None
 
 
 @app.command("connect")
 @command
 def connect_command(
-    checkpoint_a: Annotated[
-        str, typer.Argument(metavar="CKPT_A", help="Network A: a state_dict file or a train run.")
-    ],
-    checkpoint_b: Annotated[
-        str, typer.Argument(metavar="CKPT_B", help="Network B, of the same architecture.")
-    ],
+    checkpoint_a: Annotated[str, typer.Argument(metavar="CKPT_A", help="Network A: a state_dict file or a train run.")],
+    checkpoint_b: Annotated[str, typer.Argument(metavar="CKPT_B", help="Network B, of the same architecture.")],
     model: ModelOpt = None,
     data: DataOpt = "digits",
     loss: LossOpt = None,
@@ -149,13 +137,9 @@ def connect_command(
     ] = False,
     path: Annotated[
         str,
-        typer.Option(
-            help="line | bezier | chain: also train a curve with a bend to the (aligned) B."
-        ),
+        typer.Option(help="line | bezier | chain: also train a curve with a bend to the (aligned) B."),
     ] = "line",
-    points: Annotated[
-        int, typer.Option(help="Points along each path, both endpoints included (≥ 2).")
-    ] = 25,
+    points: Annotated[int, typer.Option(help="Points along each path, both endpoints included (≥ 2).")] = 25,
     spec: Annotated[
         str | None,
         typer.Option(
@@ -164,12 +148,8 @@ def connect_command(
         ),
     ] = None,
     bn_reset: BnResetOpt = True,
-    curve_epochs: Annotated[
-        int, typer.Option(help="Epochs of training the curve's bend (--path bezier|chain).")
-    ] = 20,
-    curve_lr: Annotated[
-        float, typer.Option(help="Learning rate of the bend (momentum SGD).")
-    ] = 0.05,
+    curve_epochs: Annotated[int, typer.Option(help="Epochs of training the curve's bend (--path bezier|chain).")] = 20,
+    curve_lr: Annotated[float, typer.Option(help="Learning rate of the bend (momentum SGD).")] = 0.05,
 ) -> None:
     """Loss and error barriers between two networks, before and after aligning B's units to A's."""
     check_int(points, "points", "connect", low=2)
@@ -184,9 +164,7 @@ def connect_command(
     model_a, model_b = setup.build_model(), setup.build_model(checkpoint=file_b)
     objective = setup.objective(model_a)
     user_spec = _load_spec(spec)
-    curve = TrainConfig(
-        optimizer="momentum", lr=curve_lr, momentum=0.9, epochs=curve_epochs, seed=seed
-    )
+    curve = TrainConfig(optimizer="momentum", lr=curve_lr, momentum=0.9, epochs=curve_epochs, seed=seed)
     config = {
         **setup.config(),
         "checkpoint_b": file_b,
@@ -198,9 +176,7 @@ def connect_command(
         "bn_reset": bn_reset,
         "curve": curve.to_dict() if path != "line" else None,
     }
-    with open_run(
-        "connect", out, config=config, force=force, seeds={"seed": seed}, device=device, dtype=dtype
-    ) as run:
+    with open_run("connect", out, config=config, force=force, seeds={"seed": seed}, device=device, dtype=dtype) as run:
         with progress_bar("connecting", not json_out) as update:
             result = connect(
                 objective,
@@ -243,13 +219,9 @@ def instability_command(
     steps: Annotated[int | None, typer.Option(help="Step budget (overrides --epochs).")] = None,
     ks: Annotated[
         str | None,
-        typer.Option(
-            help="Split steps, comma-separated (default: 0 and 1/64 … 1/2 of the budget)."
-        ),
+        typer.Option(help="Split steps, comma-separated (default: 0 and 1/64 … 1/2 of the budget)."),
     ] = None,
-    points: Annotated[
-        int, typer.Option(help="Points on the line between the two copies (≥ 2).")
-    ] = 11,
+    points: Annotated[int, typer.Option(help="Points on the line between the two copies (≥ 2).")] = 11,
     bn_reset: BnResetOpt = True,
 ) -> None:
     """Instability analysis (Frankle et al. 2020): barrier between two copies split at step k.
@@ -342,11 +314,7 @@ def _demo(out: Path, force: bool, device: str) -> None:
     # Seed 0 is the demo's own train step (same model and recipe) when it is there.
     first = out.parent / "train"
     run = load(first) if (first / "run.json").is_file() else None
-    reuse = (
-        run is not None
-        and run.status == "complete"
-        and run.manifest["config"].get("model") == _DEMO_MODEL
-    )
+    reuse = run is not None and run.status == "complete" and run.manifest["config"].get("model") == _DEMO_MODEL
     a = first / "model.pt" if reuse else _demo_seed(out.parent / "connect-seed-0", 0, force, device)
     b = _demo_seed(out.parent / "connect-seed-1", 1, force, device)
     connect_command(

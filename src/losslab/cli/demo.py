@@ -36,8 +36,17 @@ def demo_step(name: str, title: str) -> Callable[[DemoStep], DemoStep]:
 def _train(out: Path, force: bool, device: str) -> None:
     from losslab.cli.train import train_command
 
-    train_command(model="mlp:64-100-100-10", data="digits", out=out, force=force, device=device,
-                  epochs=20, lr=0.1, batch_size=64, json_out=True)
+    train_command(
+        model="mlp:64-100-100-10",
+        data="digits",
+        out=out,
+        force=force,
+        device=device,
+        epochs=20,
+        lr=0.1,
+        batch_size=64,
+        json_out=True,
+    )
 
 
 @app.command()
@@ -51,7 +60,9 @@ def demo(out: OutOpt = None, force: ForceOpt = False, device: DeviceOpt = "cpu",
         sections, summary = [], {}
         for name, title, step in DEMO_STEPS:
             child = run.path / name
-            done = (child / "run.json").is_file() and json.loads((child / "run.json").read_text()).get("status") == "complete"
+            done = (child / "run.json").is_file() and json.loads((child / "run.json").read_text()).get(
+                "status"
+            ) == "complete"
             start = time.perf_counter()
             if not done:
                 stderr.print(f"demo: {title} …", markup=False)
@@ -59,7 +70,7 @@ def demo(out: OutOpt = None, force: ForceOpt = False, device: DeviceOpt = "cpu",
                     step(child, False, device)
             loaded = load(child)
             summary[name] = {**(loaded.manifest.get("result") or {}), "seconds": round(time.perf_counter() - start, 2)}
-            sections.append(Section(title, loaded.manifest, loaded.results))
+            sections.append(Section(title, loaded.manifest, loaded.results, key=name))
         run.manifest.update(result=summary, status="complete")
         write_report(run.path / "report.html", "losslab demo", sections, run.path / "figures")
         run.complete(summary)

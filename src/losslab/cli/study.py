@@ -13,8 +13,20 @@ import typer
 
 from losslab.cli.app import app
 from losslab.cli.common import (
-    DataOpt, DeviceOpt, DtypeOpt, ForceOpt, JsonOpt, ModelOpt, OutOpt, RayOpt, SeedOpt, command, finish, open_run,
-    progress_bar, stdout,
+    DataOpt,
+    DeviceOpt,
+    DtypeOpt,
+    ForceOpt,
+    JsonOpt,
+    ModelOpt,
+    OutOpt,
+    RayOpt,
+    SeedOpt,
+    command,
+    finish,
+    open_run,
+    progress_bar,
+    stdout,
 )
 from losslab.cli.demo import demo_step
 from losslab.errors import UserError
@@ -23,8 +35,9 @@ from losslab.studies import STUDIES, StudyContext
 
 __all__ = ["run_study", "study_app"]
 
-study_app = typer.Typer(help="Rerun the classic experiments about training.", no_args_is_help=True,
-                        rich_markup_mode=None)
+study_app = typer.Typer(
+    help="Rerun the classic experiments about training.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(study_app, name="study")
 
 
@@ -53,7 +66,9 @@ def _convert(text: str, kind: Any, key: str) -> Any:
             return text.lower() in ("1", "true", "yes")
         return kind(text)
     except (TypeError, ValueError):
-        raise UserError(f"The study setting {key!r} must be a {getattr(kind, '__name__', kind)}. Got {text!r}.") from None
+        raise UserError(
+            f"The study setting {key!r} must be a {getattr(kind, '__name__', kind)}. Got {text!r}."
+        ) from None
 
 
 def _overrides(config_type: type, settings: list[str]) -> dict[str, Any]:
@@ -71,9 +86,19 @@ def _overrides(config_type: type, settings: list[str]) -> dict[str, Any]:
 
 
 def run_study(
-    name: str, *, quick: bool = False, model: str | None = None, data: str | None = None, seed: int | None = None,
-    settings: list[str] | None = None, device: str = "cpu", dtype: str = "float32", ray: str | None = None,
-    out: Path | None = None, force: bool = False, json_out: bool = False,
+    name: str,
+    *,
+    quick: bool = False,
+    model: str | None = None,
+    data: str | None = None,
+    seed: int | None = None,
+    settings: list[str] | None = None,
+    device: str = "cpu",
+    dtype: str = "float32",
+    ray: str | None = None,
+    out: Path | None = None,
+    force: bool = False,
+    json_out: bool = False,
 ) -> None:
     """Run one registered study into a run directory (the body of every ``losslab study NAME``)."""
     study = STUDIES[name]
@@ -85,14 +110,31 @@ def run_study(
                 raise UserError(f"The study {name!r} takes no --{key}: its settings are {', '.join(sorted(fields))}.")
             overrides[key] = value
     config = study.config("quick" if quick else "full", **overrides)
-    run_config = {"study": name, "preset": "quick" if quick else "full", "settings": dataclasses.asdict(config),
-                  "device": device, "dtype": dtype}
+    run_config = {
+        "study": name,
+        "preset": "quick" if quick else "full",
+        "settings": dataclasses.asdict(config),
+        "device": device,
+        "dtype": dtype,
+    }
     executor = get_executor(ray)
-    with open_run(f"study {name}", out, config=run_config, force=force, device=device, dtype=dtype,
-                  seeds={"seed": getattr(config, "seed", None)}) as run:
+    with open_run(
+        f"study {name}",
+        out,
+        config=run_config,
+        force=force,
+        device=device,
+        dtype=dtype,
+        seeds={"seed": getattr(config, "seed", None)},
+    ) as run:
         with progress_bar(name, not json_out) as update:
-            context = StudyContext(directory=run.path / "chunks", executor=None if ray is None else executor,
-                                   progress=update, device=device, dtype=dtype)
+            context = StudyContext(
+                directory=run.path / "chunks",
+                executor=None if ray is None else executor,
+                progress=update,
+                device=device,
+                dtype=dtype,
+            )
             result = study.run(config, context)
         finish(run, {"study": result}, result.summary(), json_out=json_out, title=f"study {name}")
 
@@ -103,7 +145,9 @@ def _make_command(name: str) -> None:
         model: ModelOpt = None,
         data: Annotated[str | None, typer.Option("--data", help=DataOpt.__metadata__[0].help)] = None,
         seed: Annotated[int | None, typer.Option("--seed", help=SeedOpt.__metadata__[0].help)] = None,
-        setting: Annotated[list[str] | None, typer.Option("--set", help="Override a study setting: KEY=VALUE (lists comma-separated).")] = None,
+        setting: Annotated[
+            list[str] | None, typer.Option("--set", help="Override a study setting: KEY=VALUE (lists comma-separated).")
+        ] = None,
         device: DeviceOpt = "cpu",
         dtype: DtypeOpt = "float32",
         ray: RayOpt = None,
@@ -111,8 +155,20 @@ def _make_command(name: str) -> None:
         force: ForceOpt = False,
         json_out: JsonOpt = False,
     ) -> None:
-        run_study(name, quick=quick, model=model, data=data, seed=seed, settings=setting, device=device,
-                  dtype=dtype, ray=ray, out=out, force=force, json_out=json_out)
+        run_study(
+            name,
+            quick=quick,
+            model=model,
+            data=data,
+            seed=seed,
+            settings=setting,
+            device=device,
+            dtype=dtype,
+            ray=ray,
+            out=out,
+            force=force,
+            json_out=json_out,
+        )
 
     study_command.__doc__ = STUDIES[name].description
     study_app.command(name)(command(study_command))
@@ -122,7 +178,23 @@ for _name in STUDIES:
     _make_command(_name)
 
 
-@demo_step("study-double-descent", "Double descent (tiny width sweep on noisy MNIST-1D)")
-def _demo(out: Path, force: bool, device: str) -> None:
-    run_study("double-descent", quick=True, settings=["widths=8,32,128", "epochs=60", "train_size=500"],
-              device=device, out=out, force=force, json_out=True)
+_DEMO_TITLES = {
+    "restarts": "Restarts: XOR, teacher-student and digits seeds (local minima and plateaus)",
+    "random-labels": "Random labels (Zhang et al. 2017): fit time and curvature against the corrupted fraction",
+    "gd-vs-sgd": "GD vs SGD: sharpness against 2/eta and the barrier between their solutions",
+    "saddles": "Saddles along training (Dauphin et al. 2014)",
+    "double-descent": "Double descent: error against width on noisy MNIST-1D",
+}
+
+
+def _add_demo(name: str) -> None:
+    """The demo runs every study at its quick preset."""
+
+    def step(out: Path, force: bool, device: str) -> None:
+        run_study(name, quick=True, device=device, out=out, force=force, json_out=True)
+
+    demo_step(f"study-{name}", _DEMO_TITLES.get(name, f"Study: {name}"))(step)
+
+
+for _name in STUDIES:
+    _add_demo(_name)

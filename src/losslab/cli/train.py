@@ -8,8 +8,22 @@ import typer
 
 from losslab.cli.app import app
 from losslab.cli.common import (
-    CheckpointOpt, DataOpt, DeviceOpt, DtypeOpt, ForceOpt, JsonOpt, LabelNoiseOpt, LossOpt, ModelOpt, OutOpt,
-    SeedOpt, Setup, command, finish, open_run, progress_bar,
+    CheckpointOpt,
+    DataOpt,
+    DeviceOpt,
+    DtypeOpt,
+    ForceOpt,
+    JsonOpt,
+    LabelNoiseOpt,
+    LossOpt,
+    ModelOpt,
+    OutOpt,
+    SeedOpt,
+    Setup,
+    command,
+    finish,
+    open_run,
+    progress_bar,
 )
 from losslab.curvature import SharpnessTracker
 from losslab.errors import UserError, check_int
@@ -45,9 +59,12 @@ def train_command(
     target_accuracy: Annotated[float | None, typer.Option(help="Stop once the train accuracy is ≥ this.")] = None,
     record_every: Annotated[int | None, typer.Option(help="Steps between records (default: each epoch).")] = None,
     snapshot_every: Annotated[int | None, typer.Option(help="Steps between saved θ (default: each record).")] = None,
-    seeds: Annotated[int, typer.Option(help="Train this many seeds (seed, seed+1, …) together in one vmapped ensemble.")] = 1,
-    track_sharpness: Annotated[int | None, typer.Option(
-        "--track-sharpness", metavar="K", help="Record λmax every K steps (edge of stability).")
+    seeds: Annotated[
+        int, typer.Option(help="Train this many seeds (seed, seed+1, …) together in one vmapped ensemble.")
+    ] = 1,
+    track_sharpness: Annotated[
+        int | None,
+        typer.Option("--track-sharpness", metavar="K", help="Record λmax every K steps (edge of stability)."),
     ] = None,
 ) -> None:
     """Train a model; writes the metrics, the trajectory, model.pt and init.pt (seed-K.pt per ensemble member)."""
@@ -60,17 +77,28 @@ def train_command(
     check_int(batch_size, "batch_size", "train", low=0)
     setup = Setup(model, data, checkpoint, loss, device, dtype, seed, label_noise)
     config = TrainConfig(
-        optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
-        batch_size=batch_size or None, epochs=epochs, steps=steps, schedule=schedule, target_loss=target_loss,
-        target_accuracy=target_accuracy, record_every=record_every, snapshot_every=snapshot_every, seed=seed,
+        optimizer=optimizer,
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        batch_size=batch_size or None,
+        epochs=epochs,
+        steps=steps,
+        schedule=schedule,
+        target_loss=target_loss,
+        target_accuracy=target_accuracy,
+        record_every=record_every,
+        snapshot_every=snapshot_every,
+        seed=seed,
     )
     objective = setup.objective()
     member_seeds = list(range(seed, seed + seeds))
     run_config = {**setup.config(), "train": config.to_dict(), "seeds": member_seeds}
     if tracker is not None:
         run_config["track_sharpness"] = track_sharpness
-    with open_run("train", out, config=run_config, force=force, seeds={"seeds": member_seeds},
-                  device=device, dtype=dtype) as run:
+    with open_run(
+        "train", out, config=run_config, force=force, seeds={"seeds": member_seeds}, device=device, dtype=dtype
+    ) as run:
         with progress_bar("training", not json_out) as update:
             if seeds == 1:
                 callbacks = [tracker] if tracker is not None else []

@@ -38,9 +38,7 @@ class _Cross:
     def add(self, za: torch.Tensor, zb: torch.Tensor) -> None:
         za, zb = za.double(), zb.double()
         parts = [za.sum(0), zb.sum(0), za.square().sum(0), zb.square().sum(0), za.T @ zb]
-        self.sums = (
-            parts if not self.sums else [s + p for s, p in zip(self.sums, parts, strict=True)]
-        )
+        self.sums = parts if not self.sums else [s + p for s, p in zip(self.sums, parts, strict=True)]
         self.count += len(za)
 
     def correlation(self) -> torch.Tensor:
@@ -81,9 +79,7 @@ def correlations(
     probes = _probes(traced, spec)
     nodes = list({p.node: None for ps in probes.values() for p in ps})
     cross = {p: _Cross() for ps in probes.values() for p in ps}
-    for za, zb in zip(
-        traced.activations(a, nodes, X=X), traced.activations(b, nodes, X=X), strict=True
-    ):
+    for za, zb in zip(traced.activations(a, nodes, X=X), traced.activations(b, nodes, X=X), strict=True):
         for probe, acc in cross.items():
             width = za[probe.node].shape[probe.axis]
             acc.add(

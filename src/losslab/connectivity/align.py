@@ -62,9 +62,7 @@ class Alignment:
     def network(self, objective: Objective) -> Network:
         """The aligned B as a `Network` of ``objective``."""
         buffers = {k: torch.as_tensor(v) for k, v in self.buffers.items()}
-        return as_network(
-            objective, torch.as_tensor(self.theta), buffers, name="the aligned network"
-        )
+        return as_network(objective, torch.as_tensor(self.theta), buffers, name="the aligned network")
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -75,9 +73,7 @@ class Alignment:
             "cosine_before": self.cosine_before,
             "cosine_after": self.cosine_after,
             "max_output_change": self.max_output_change,
-            "moved_units": int(
-                sum(int((p != np.arange(len(p))).sum()) for p in self.perms.values())
-            ),
+            "moved_units": int(sum(int((p != np.arange(len(p))).sum()) for p in self.perms.values())),
         }
 
 
@@ -112,9 +108,7 @@ def permute_network(
     return Network(objective.layout.flatten(state).clone(), {k: state[k] for k in network.buffers})
 
 
-def check_function(
-    objective: Objective, before: Network, after: Network, *, rows: int = 256
-) -> tuple[float, float]:
+def check_function(objective: Objective, before: Network, after: Network, *, rows: int = 256) -> tuple[float, float]:
     """max |f(x; after) − f(x; before)| over the first ``rows`` data rows, and the tolerance.
 
     Permuting hidden units reorders the terms of the sums inside each layer and nothing
@@ -126,9 +120,7 @@ def check_function(
     f0 = objective.forward(before.theta, X, buffers=before.buffers)
     f1 = objective.forward(after.theta, X, buffers=after.buffers)
     change = float((f1 - f0).abs().max())
-    tolerance = (1e-4 if objective.dtype == torch.float32 else 1e-10) * (
-        1.0 + float(f0.abs().max())
-    )
+    tolerance = (1e-4 if objective.dtype == torch.float32 else 1e-10) * (1.0 + float(f0.abs().max()))
     if not change <= tolerance:
         raise UserError(
             f"The permuted network computes a different function (max |Δ output| = {change:.3g} "
@@ -183,10 +175,7 @@ def align(
         perms, sweeps = match.perms, match.sweeps
     else:
         if traced is None:
-            raise UserError(
-                "Activation matching needs a model torch.fx can trace: "
-                "use method='weight' with a spec."
-            )
+            raise UserError("Activation matching needs a model torch.fx can trace: use method='weight' with a spec.")
         perms, sweeps = activation_matching(traced, chosen, net_a, net_b), 1
     seconds = time.perf_counter() - start
     aligned = permute_network(objective, chosen, net_b, perms)

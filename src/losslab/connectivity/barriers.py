@@ -65,13 +65,10 @@ def barrier(
     v = np.asarray(values, dtype=np.float64)
     if t.ndim != 1 or v.shape != t.shape or len(t) < 2:
         raise UserError(
-            f"A barrier needs positions t and values of the same length ≥ 2. "
-            f"Got shapes {t.shape} and {v.shape}."
+            f"A barrier needs positions t and values of the same length ≥ 2. Got shapes {t.shape} and {v.shape}."
         )
     if t[0] != 0.0 or t[-1] != 1.0 or bool(np.any(np.diff(t) <= 0)):
-        raise UserError(
-            "The path positions t must increase from 0 to 1 and include both endpoints."
-        )
+        raise UserError("The path positions t must increase from 0 to 1 and include both endpoints.")
     if np.isnan(v).any() or np.isinf(v[[0, -1]]).any():
         return Barrier(definition, float("nan"), float("nan"))
     excess = v - _reference(t, v, definition)
@@ -79,8 +76,6 @@ def barrier(
     return Barrier(definition, float(excess[top]), float(t[top]))
 
 
-def barriers(
-    t: Sequence[float] | np.ndarray, values: Sequence[float] | np.ndarray
-) -> dict[str, Barrier]:
+def barriers(t: Sequence[float] | np.ndarray, values: Sequence[float] | np.ndarray) -> dict[str, Barrier]:
     """The barrier under every definition in `DEFINITIONS`."""
     return {d: barrier(t, values, d) for d in DEFINITIONS}

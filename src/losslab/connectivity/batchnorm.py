@@ -112,8 +112,6 @@ def reestimate_batch_norm(
         done.add(catch.target)
 
 
-def interpolate_buffers(
-    a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], t: float
-) -> dict[str, torch.Tensor]:
+def interpolate_buffers(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], t: float) -> dict[str, torch.Tensor]:
     """(1 − t)·a + t·b for floating buffers (running statistics); counters are taken from ``a``."""
     return {k: torch.lerp(a[k], b[k], t) if a[k].is_floating_point() else a[k] for k in a}

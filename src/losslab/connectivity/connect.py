@@ -108,17 +108,13 @@ def connect(
     alignment, end, traced = None, net_b, None
     if align != "none":
         chosen, traced = resolve_spec(objective, spec)
-        alignment = align_networks(
-            objective, net_a, net_b, method=align, spec=chosen, seed=seed, traced=traced
-        )
+        alignment = align_networks(objective, net_a, net_b, method=align, spec=chosen, seed=seed, traced=traced)
         end = alignment.network(objective)
         paths["aligned"] = evaluate(Path("line", net_a, end), label=f"{_NAMES[align]} line")
     if repair:
         traced = traced or TracedNetwork(objective)
         name = f"{_NAMES[align]} line + REPAIR" if align != "none" else "line + REPAIR"
-        paths["repair"] = evaluate(
-            Path("line", net_a, end), label=name, repair=Repair(traced, net_a, end)
-        )
+        paths["repair"] = evaluate(Path("line", net_a, end), label=name, repair=Repair(traced, net_a, end))
     fit = None
     if path != "line":
         fit = fit_curve(objective, net_a, end, kind=path, config=curve_config)

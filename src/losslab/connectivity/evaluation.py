@@ -107,14 +107,10 @@ def evaluate_path(
     t = torch.linspace(0, 1, points, dtype=torch.float64)
     thetas = path.thetas(t)
     if repair is not None:
-        thetas = torch.stack(
-            [repair(theta, float(ti)) for theta, ti in zip(thetas, t, strict=True)]
-        )
+        thetas = torch.stack([repair(theta, float(ti)) for theta, ti in zip(thetas, t, strict=True)])
     test_obj = _test_split(objective, test)
     bn = has_batch_norm(objective.model)
-    same_buffers = all(
-        torch.equal(path.start.buffers[k], path.end.buffers[k]) for k in path.start.buffers
-    )
+    same_buffers = all(torch.equal(path.start.buffers[k], path.end.buffers[k]) for k in path.start.buffers)
     if not bn and same_buffers:
         values = _curves(objective, test_obj, thetas, path.start.buffers)
         if progress is not None:
@@ -129,6 +125,4 @@ def evaluate_path(
             if progress is not None:
                 progress(i + 1, points)
         values = {k: np.concatenate([row[k] for row in rows]) for k in rows[0]}
-    return PathEvaluation(
-        label or path.kind, path.kind, t.numpy(), values, bool(bn and bn_reset), repair is not None
-    )
+    return PathEvaluation(label or path.kind, path.kind, t.numpy(), values, bool(bn and bn_reset), repair is not None)

@@ -129,12 +129,7 @@ _BATCH_NORM = {
     "instance_norm",
 }
 _REDUCE = {"mean", "sum", "amax", "amin", "logsumexp", "var", "std", "prod", "linalg_vector_norm"}
-_POOL = {
-    f"{kind}_pool{d}d{tail}"
-    for kind in ("max", "avg")
-    for d in (1, 2, 3)
-    for tail in ("", "_with_indices")
-} | {
+_POOL = {f"{kind}_pool{d}d{tail}" for kind in ("max", "avg") for d in (1, 2, 3) for tail in ("", "_with_indices")} | {
     f"{a}adaptive_{kind}_pool{d}d" for a in ("", "_") for kind in ("max", "avg") for d in (1, 2, 3)
 }
 
@@ -264,22 +259,14 @@ class _Labeller:
         return None
 
     def _fix(self, labels: Any) -> None:
-        if (
-            isinstance(labels, tuple)
-            and len(labels) == 2
-            and all(isinstance(v, int) for v in labels)
-        ):
+        if isinstance(labels, tuple) and len(labels) == 2 and all(isinstance(v, int) for v in labels):
             self.uf.unify(labels, FIXED)
         elif isinstance(labels, list):
             for item in labels:
                 self._fix(item)
 
     def _live(self, labels: Any) -> bool:
-        if (
-            isinstance(labels, tuple)
-            and len(labels) == 2
-            and all(isinstance(v, int) for v in labels)
-        ):
+        if isinstance(labels, tuple) and len(labels) == 2 and all(isinstance(v, int) for v in labels):
             return not self.uf.fixed(labels)
         return isinstance(labels, list) and any(self._live(item) for item in labels)
 
@@ -287,11 +274,7 @@ class _Labeller:
         """Labels of an elementwise result: operands align from the right, tied unless broadcast."""
         result = [FIXED] * len(out_shape)
         for d in range(1, len(out_shape) + 1):
-            tied = [
-                self.labels[a][-d]
-                for a in operands
-                if len(_shape(a)) >= d and _shape(a)[-d] == out_shape[-d] > 1
-            ]
+            tied = [self.labels[a][-d] for a in operands if len(_shape(a)) >= d and _shape(a)[-d] == out_shape[-d] > 1]
             for label in tied[1:]:
                 self.uf.unify(tied[0], label)
             if tied:
@@ -327,9 +310,7 @@ class _Labeller:
             x = node.args[0]
             si, so, lx = _shape(x), _shape(node), self.labels[x]  # type: ignore[arg-type,index]
             off = len(so) - len(si)
-            return [
-                lx[d - off] if d >= off and si[d - off] == so[d] else FIXED for d in range(len(so))
-            ]
+            return [lx[d - off] if d >= off and si[d - off] == so[d] else FIXED for d in range(len(so))]
         if name in _REDUCE:
             return self._reduce(node)
         if name in _POOL:
@@ -367,9 +348,7 @@ class _Labeller:
         sa, sb = _shape(a), _shape(b)
         batch = [FIXED] * (len(_shape(node)) - 2)
         for d in range(1, len(batch) + 1):
-            tied = [
-                lab[-2 - d] for lab, s in ((la, sa), (lb, sb)) if len(s) >= d + 2 and s[-2 - d] > 1
-            ]
+            tied = [lab[-2 - d] for lab, s in ((la, sa), (lb, sb)) if len(s) >= d + 2 and s[-2 - d] > 1]
             for label in tied[1:]:
                 self.uf.unify(tied[0], label)
             if tied:
@@ -500,18 +479,14 @@ class _Labeller:
         )
         if args.get("keepdim"):
             return [FIXED if d in dims else lab for d, lab in enumerate(lx)]
-        return [
-            lab for d, lab in enumerate(lx) if d not in dims
-        ]  # a symmetric reduction forgets the order
+        return [lab for d, lab in enumerate(lx) if d not in dims]  # a symmetric reduction forgets the order
 
     def _pool(self, node: fx.Node) -> Any:
         lx = self.labels[node.args[0]]  # type: ignore[index]
         for label in lx[2:]:
             self.uf.unify(label, FIXED)
         value = node.meta["val"]
-        out = [lx[0], lx[1]] + [FIXED] * (
-            (value[0] if isinstance(value, tuple) else value).ndim - 2
-        )
+        out = [lx[0], lx[1]] + [FIXED] * ((value[0] if isinstance(value, tuple) else value).ndim - 2)
         return out if isinstance(value, torch.Tensor) else [out, _fixed_like(value[1])]
 
     def _slice(self, node: fx.Node, name: str) -> list[Label]:
@@ -598,9 +573,7 @@ class TracedNetwork:
         self.names = [*params, *objective.buffers]
         model = objective.model
 
-        def forward(
-            p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], x: torch.Tensor
-        ) -> torch.Tensor:
+        def forward(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
             return functional_call(model, (p, b), (x,))
 
         from torch.fx.experimental.proxy_tensor import make_fx
@@ -665,9 +638,7 @@ class TracedNetwork:
             if kind in ("linear", *_CONV):
                 self._add_layer(node, kind, labeller, group_of, params)
 
-    def _add_probe(
-        self, node: fx.Node, kind: str, labeller: _Labeller, group_of: Callable[..., str | None]
-    ) -> None:
+    def _add_probe(self, node: fx.Node, kind: str, labeller: _Labeller, group_of: Callable[..., str | None]) -> None:
         """Record where the layer ``node`` reads a group's units (before any flattening)."""
         data = node.args[1] if kind == "addmm" else node.args[0]
         group = group_of(labeller.labels[data][1 if kind in _CONV else -1], whole=False)
@@ -697,17 +668,10 @@ class TracedNetwork:
             kind in ("convolution", "_convolution") and bool(node.args[6])
         )
         weight, bias = node.args[1], node.args[2] if len(node.args) > 2 else None
-        if (
-            group is None
-            or transposed
-            or weight not in params
-            or (bias is not None and bias not in params)
-        ):
+        if group is None or transposed or weight not in params or (bias is not None and bias not in params):
             return
         before_batch_norm = any(_name(user) in _BATCH_NORM for user in node.users)
-        self.layers.append(
-            Layer(node, params[weight], params.get(bias), axis, group, before_batch_norm)
-        )
+        self.layers.append(Layer(node, params[weight], params.get(bias), axis, group, before_batch_norm))
 
     def derived(self) -> PermutationSpec:
         """The derived spec, or a `UserError` saying why there is none and how to pass one."""

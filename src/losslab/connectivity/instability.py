@@ -112,11 +112,7 @@ def instability(
     """
     config = config or TrainConfig()
     total = config.total_steps(objective.n)
-    ks = (
-        default_ks(total)
-        if ks is None
-        else sorted({check_int(k, "ks", "instability", low=0) for k in ks})
-    )
+    ks = default_ks(total) if ks is None else sorted({check_int(k, "ks", "instability", low=0) for k in ks})
     if not ks or ks[-1] >= total:
         raise UserError(
             f"The split steps ks must lie in [0, {total}) for a budget of {total} steps: "
@@ -168,9 +164,7 @@ def instability(
                 test=False,
             )
             copies = [Network(objective.as_theta(th), split.buffers) for th in ensemble.thetas]
-        evaluation = evaluate_path(
-            objective, Path("line", *copies), points=points, test=test, bn_reset=bn_reset
-        )
+        evaluation = evaluate_path(objective, Path("line", *copies), points=points, test=test, bn_reset=bn_reset)
         return {"t": evaluation.t, **evaluation.values}
 
     if chunks is not None:

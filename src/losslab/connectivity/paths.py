@@ -50,9 +50,7 @@ class Path:
     def __post_init__(self) -> None:
         check_choice(self.kind, "path", "Path", PATH_KINDS)
         if self.kind != "line" and self.bend is None:
-            raise UserError(
-                f"A {self.kind} path needs a bend: build it with Path.curve or fit_curve."
-            )
+            raise UserError(f"A {self.kind} path needs a bend: build it with Path.curve or fit_curve.")
         if self.start.theta.shape != self.end.theta.shape:
             raise UserError("The two ends of a path must have the same number of parameters.")
 
@@ -63,9 +61,7 @@ class Path:
 
     def coefficients(self, t: torch.Tensor) -> torch.Tensor:
         """c(t) [P, 3]: the weights of θ_A, θ_bend, θ_B at each position t [P]."""
-        t = torch.as_tensor(
-            t, dtype=self.start.theta.dtype, device=self.start.theta.device
-        ).reshape(-1)
+        t = torch.as_tensor(t, dtype=self.start.theta.dtype, device=self.start.theta.device).reshape(-1)
         zero = torch.zeros_like(t)
         if self.kind == "line":
             return torch.stack([1 - t, zero, t], 1)
@@ -152,9 +148,7 @@ def fit_curve(
     for step in range(total):
         if step % per_epoch == 0:
             order = torch.randperm(n, generator=generator) if rows < n else torch.arange(n)
-        index = order[(step % per_epoch) * rows : (step % per_epoch + 1) * rows].to(
-            objective.device
-        )
+        index = order[(step % per_epoch) * rows : (step % per_epoch + 1) * rows].to(objective.device)
         t = torch.rand((), generator=generator, dtype=torch.float64)
         c = path.coefficients(t)[0]
         params = bend.detach().requires_grad_(True)
@@ -163,8 +157,7 @@ def fit_curve(
         (grad,) = torch.autograd.grad(value, params)
         if not (torch.isfinite(value) and torch.isfinite(grad).all()):
             raise UserError(
-                f"Training the {kind} bend diverged at step {step}: lower the curve learning rate "
-                f"(now {config.lr})."
+                f"Training the {kind} bend diverged at step {step}: lower the curve learning rate (now {config.lr})."
             )
         bend = optimizer.step(bend, grad, config.lr_at(step, total))
         epoch_loss.append(float(value.detach()))

@@ -82,14 +82,10 @@ class PermutationSpec:
         groups: dict[str, tuple[Axis, ...]] = {}
         for group, entries in spec.items():
             if isinstance(entries, (str, bytes)) or not isinstance(entries, Iterable):
-                raise UserError(
-                    f"Group {group!r} of the permutation spec must be a list of (name, axis) pairs."
-                )
+                raise UserError(f"Group {group!r} of the permutation spec must be a list of (name, axis) pairs.")
             groups[str(group)] = tuple(_entry(str(group), e) for e in entries)
             if not groups[str(group)]:
-                raise UserError(
-                    f"Group {group!r} of the permutation spec is empty: list the axes it permutes."
-                )
+                raise UserError(f"Group {group!r} of the permutation spec is empty: list the axes it permutes.")
         return cls(groups)
 
     def to_dict(self) -> dict[str, list[list[Any]]]:
@@ -135,9 +131,7 @@ class PermutationSpec:
                     )
         return sizes
 
-    def apply(
-        self, state: Mapping[str, torch.Tensor], perms: Mapping[str, torch.Tensor]
-    ) -> dict[str, torch.Tensor]:
+    def apply(self, state: Mapping[str, torch.Tensor], perms: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``state`` with every group's axes reordered: unit i becomes unit ``perms[group][i]``."""
         out = dict(state)
         for group, axes in self.groups.items():
@@ -166,9 +160,7 @@ class PermutationSpec:
                     )
 
 
-def permute_axis(
-    tensor: torch.Tensor, axis: int, perm: torch.Tensor, inner: int = 1
-) -> torch.Tensor:
+def permute_axis(tensor: torch.Tensor, axis: int, perm: torch.Tensor, inner: int = 1) -> torch.Tensor:
     """``tensor`` with axis ``axis`` (read as [units, inner] blocks) reordered by ``perm``."""
     axis %= tensor.ndim
     shape = tensor.shape

@@ -45,10 +45,7 @@ class Repair:
         self.traced = traced
         self.layers = [layer for layer in traced.layers if not layer.before_batch_norm]
         if not self.layers:
-            raise UserError(
-                "REPAIR found no linear or convolutional layer that computes hidden units "
-                "in this model."
-            )
+            raise UserError("REPAIR found no linear or convolutional layer that computes hidden units in this model.")
         missing = next((layer for layer in self.layers if layer.bias is None), None)
         if missing is not None:
             raise UserError(
@@ -83,9 +80,7 @@ class Repair:
             shift = torch.where(alive, goal_mean - mean * scale, torch.zeros_like(std))
             weight = theta[slices[layer.weight]]
             rows = weight.numel() // len(scale)
-            theta[slices[layer.weight]] = (
-                weight.view(len(scale), rows) * scale[:, None].to(weight)
-            ).reshape(-1)
+            theta[slices[layer.weight]] = (weight.view(len(scale), rows) * scale[:, None].to(weight)).reshape(-1)
             bias = theta[slices[layer.bias]]  # type: ignore[index]
             theta[slices[layer.bias]] = bias * scale.to(bias) + shift.to(bias)  # type: ignore[index]
         return theta

@@ -48,25 +48,16 @@ class WidthResult:
     align_seconds: dict[str, np.ndarray]
     config: dict[str, Any]
 
-    def barrier(
-        self, method: str = "none", curve: str = "train_loss", definition: str = "linear"
-    ) -> np.ndarray:
+    def barrier(self, method: str = "none", curve: str = "train_loss", definition: str = "linear") -> np.ndarray:
         """The barrier [W] at each width."""
-        return np.array(
-            [barrier(self.t, row, definition).height for row in self.curves[method][curve]]
-        )
+        return np.array([barrier(self.t, row, definition).height for row in self.curves[method][curve]])
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {"widths": [int(w) for w in self.widths]}
         for method, curves in self.curves.items():
-            out[method] = {
-                f"{c}_barrier": [round(float(v), 6) for v in self.barrier(method, c)]
-                for c in curves
-            }
+            out[method] = {f"{c}_barrier": [round(float(v), 6) for v in self.barrier(method, c)] for c in curves}
             if method in self.align_seconds:
-                out[method]["align_seconds"] = [
-                    round(float(s), 4) for s in self.align_seconds[method]
-                ]
+                out[method]["align_seconds"] = [round(float(s), 4) for s in self.align_seconds[method]]
         return out
 
 
@@ -101,15 +92,11 @@ def width_study(
         raise UserError("The width study needs at least one width.")
     config = config or TrainConfig()
     fan_in = int(np.prod(data.input_shape))
-    models = [
-        f"mlp:{fan_in}-{'-'.join([str(w)] * depth)}-{data.output_dim},act={act}" for w in widths
-    ]
+    models = [f"mlp:{fan_in}-{'-'.join([str(w)] * depth)}-{data.output_dim},act={act}" for w in widths]
 
     def piece(i: int) -> dict[str, np.ndarray]:
         spec = models[i]
-        objective = Objective(
-            build_model(spec, seed=seeds[0]), loss, data, dtype=dtype, device=device
-        )
+        objective = Objective(build_model(spec, seed=seeds[0]), loss, data, dtype=dtype, device=device)
         ensemble = train_ensemble(
             objective,
             config,
@@ -147,9 +134,7 @@ def width_study(
         }
         for m in methods
     }
-    seconds = {
-        m: np.array([float(p[f"{m}.seconds"]) for p in parts]) for m in methods if m != "none"
-    }
+    seconds = {m: np.array([float(p[f"{m}.seconds"]) for p in parts]) for m in methods if m != "none"}
     return WidthResult(
         np.asarray(widths, dtype=np.int64),
         models,

@@ -39,7 +39,12 @@ def digits(*, test_fraction: float = 0.2, seed: int = 0) -> Dataset:
     std[std == 0] = 1.0
     X = (X - mean) / std
     return Dataset(
-        "digits", X[train], y[train], X[test], y[test], num_classes=10,
+        "digits",
+        X[train],
+        y[train],
+        X[test],
+        y[test],
+        num_classes=10,
         meta={"test_fraction": test_fraction, "seed": seed},
     )
 
@@ -55,17 +60,22 @@ def mnist1d(*, seed: int = 42) -> Dataset:
 
     args = get_dataset_args()
     args.seed = seed
-    np_state, py_state = np.random.get_state(), random.getstate()
+    np_state, py_state = np.random.get_state(), random.getstate()  # noqa: NPY002  (mnist1d reseeds them)
     try:
         data = make_dataset(args)
     finally:
-        np.random.set_state(np_state)
+        np.random.set_state(np_state)  # noqa: NPY002
         random.setstate(py_state)
     as_x = lambda a: torch.tensor(a, dtype=torch.float32)  # noqa: E731
     as_y = lambda a: torch.tensor(a, dtype=torch.long)  # noqa: E731
     return Dataset(
-        "mnist1d", as_x(data["x"]), as_y(data["y"]), as_x(data["x_test"]), as_y(data["y_test"]),
-        num_classes=10, meta={"seed": seed},
+        "mnist1d",
+        as_x(data["x"]),
+        as_y(data["y"]),
+        as_x(data["x_test"]),
+        as_y(data["y_test"]),
+        num_classes=10,
+        meta={"seed": seed},
     )
 
 
@@ -105,14 +115,25 @@ def teacher(
     train, test = _split(n, test_fraction, seed)
     meta = {"teacher": {"W1": W1, "b1": b1, "W2": W2, "b2": b2}, "seed": seed, "noise": noise}
     return Dataset(
-        "teacher", X[train], y[train], X[test], y[test], task=task,  # type: ignore[arg-type]
-        num_classes=out if task == "classification" else None, meta=meta,
+        "teacher",
+        X[train],
+        y[train],
+        X[test],
+        y[test],
+        task=task,  # type: ignore[arg-type]
+        num_classes=out if task == "classification" else None,
+        meta=meta,
     )
 
 
 def spirals(
-    *, n: int = 400, arms: int = 2, noise: float = 0.1, turns: float = 1.5,
-    test_fraction: float = 0.25, seed: int = 0,
+    *,
+    n: int = 400,
+    arms: int = 2,
+    noise: float = 0.1,
+    turns: float = 1.5,
+    test_fraction: float = 0.25,
+    seed: int = 0,
 ) -> Dataset:
     """Interleaved 2-D spirals, one class per arm (radius grows linearly with angle)."""
     g = torch.Generator().manual_seed(seed)
@@ -123,7 +144,12 @@ def spirals(
     X = X + noise * r[:, None] * torch.randn(n, 2, generator=g)
     train, test = _split(n, test_fraction, seed)
     return Dataset(
-        "spirals", X[train], label[train], X[test], label[test], num_classes=arms,
+        "spirals",
+        X[train],
+        label[train],
+        X[test],
+        label[test],
+        num_classes=arms,
         meta={"seed": seed, "noise": noise},
     )
 
@@ -172,10 +198,7 @@ def load_data(spec: str, *, label_noise: float | None = None, noise_seed: int | 
         label_noise = noise if label_noise is None else label_noise
         noise_seed = seed_noise if noise_seed is None else noise_seed
     else:
-        raise UserError(
-            f"Unknown data {spec!r}: use one of {', '.join(DATASETS)} or "
-            "'path/to/file.py:function'."
-        )
+        raise UserError(f"Unknown data {spec!r}: use one of {', '.join(DATASETS)} or 'path/to/file.py:function'.")
     return data.with_label_noise(label_noise or 0.0, noise_seed or 0)
 
 

@@ -65,8 +65,7 @@ class Dataset:
         if which == "test":
             if self.X_test is None or self.y_test is None:
                 raise UserError(
-                    f"Dataset {self.name!r} has no test split: use split='train' or give data "
-                    "with a test split."
+                    f"Dataset {self.name!r} has no test split: use split='train' or give data with a test split."
                 )
             return self.X_test, self.y_test
         raise UserError(f"The 'split' parameter must be 'train' or 'test'. Got {which!r}.")
@@ -113,35 +112,25 @@ def as_dataset(data: Any, name: str = "user") -> Dataset:
         try:
             items = [data[i] for i in range(len(data))]  # type: ignore[arg-type]
         except TypeError:
-            raise UserError(
-                f"The torch Dataset {name!r} has no length: give a map-style Dataset or (X, y)."
-            ) from None
+            raise UserError(f"The torch Dataset {name!r} has no length: give a map-style Dataset or (X, y).") from None
         if not items or not all(isinstance(item, (tuple, list)) and len(item) == 2 for item in items):
-            raise UserError(
-                f"The torch Dataset {name!r} must yield (x, y) pairs: return (X, y) tensors instead."
-            )
+            raise UserError(f"The torch Dataset {name!r} must yield (x, y) pairs: return (X, y) tensors instead.")
         X = torch.stack([torch.as_tensor(x) for x, _ in items])
         y = torch.stack([torch.as_tensor(t) for _, t in items])
         data = (X, y)
     if not (isinstance(data, (tuple, list)) and len(data) == 2):
         raise UserError(
-            f"The data {name!r} must be a tuple (X, y) of tensors or a torch Dataset. "
-            f"Got {type(data).__name__}."
+            f"The data {name!r} must be a tuple (X, y) of tensors or a torch Dataset. Got {type(data).__name__}."
         )
     X, y = (torch.as_tensor(t) if not isinstance(t, torch.Tensor) else t for t in data)
     if X.ndim < 2:
-        raise UserError(
-            f"The inputs X of {name!r} must have shape [n, features...]. Got shape {tuple(X.shape)}."
-        )
+        raise UserError(f"The inputs X of {name!r} must have shape [n, features...]. Got shape {tuple(X.shape)}.")
     if not X.is_floating_point():
         X = X.float()
     if y.is_floating_point():
         return Dataset(name, X, y if y.ndim > 1 else y[:, None], task="regression")
     if y.ndim != 1:
-        raise UserError(
-            f"Integer targets of {name!r} must be class indices of shape [n]. "
-            f"Got shape {tuple(y.shape)}."
-        )
+        raise UserError(f"Integer targets of {name!r} must be class indices of shape [n]. Got shape {tuple(y.shape)}.")
     y = y.long()
     if len(y) and int(y.min()) < 0:
         raise UserError(f"Class labels of {name!r} must be ≥ 0. Got {int(y.min())}.")

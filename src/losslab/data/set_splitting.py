@@ -87,12 +87,8 @@ class SetSplittingInstance:
             "kind": self.kind,
             "seed": self.seed,
         }
-        name = (
-            f"set_splitting(n={self.elements},m={self.subset_count},{self.kind},seed={self.seed})"
-        )
-        return Dataset(
-            name, torch.tensor(X, dtype=torch.float32), torch.tensor(y), num_classes=2, meta=meta
-        )
+        name = f"set_splitting(n={self.elements},m={self.subset_count},{self.kind},seed={self.seed})"
+        return Dataset(name, torch.tensor(X, dtype=torch.float32), torch.tensor(y), num_classes=2, meta=meta)
 
 
 def set_splitting_instance(
@@ -136,8 +132,7 @@ def set_splitting_instance(
             rows = [frozenset((a, b)), frozenset((b, c)), frozenset((a, c))]
         else:
             raise UserError(
-                "An unsolvable set-splitting instance needs at least 3 subsets (a triangle core). "
-                f"Got {subsets}."
+                f"An unsolvable set-splitting instance needs at least 3 subsets (a triangle core). Got {subsets}."
             )
     core_size = len(rows)
     available -= sum(len(row) == size for row in rows)  # core rows already taken
@@ -169,9 +164,7 @@ def _count_split(colouring: np.ndarray, size: int) -> int:
     return math.comb(len(colouring), size) - math.comb(ones, size) - math.comb(zeros, size)
 
 
-def set_splitting(
-    elements: int = 6, subsets: int = 9, seed: int = 0, kind: str = "random", size: int = 3
-) -> Dataset:
+def set_splitting(elements: int = 6, subsets: int = 9, seed: int = 0, kind: str = "random", size: int = 3) -> Dataset:
     """The Blum–Rivest points of a seeded set-splitting instance, as a two-class dataset.
 
     As a data spec: ``set_splitting:elements=8,subsets=12,kind=unsolvable,seed=1``.

@@ -130,16 +130,12 @@ def _cells(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     facets = np.concatenate(packed_facets)
     valid = np.packbits(np.ones(m, dtype=bool))  # complement the m pattern bits, not the padding
     # The antipodal cell (−u) has the complementary pattern and the same facets.
-    cells, facets = _merge_rows(
-        np.concatenate([cells, cells ^ valid]), np.concatenate([facets, facets])
-    )
+    cells, facets = _merge_rows(np.concatenate([cells, cells ^ valid]), np.concatenate([facets, facets]))
     unpack = lambda bits: np.unpackbits(bits, axis=1, count=m).astype(bool)  # noqa: E731
     return unpack(cells), unpack(facets)
 
 
-def _merge_rows(
-    packed: np.ndarray, extra: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
+def _merge_rows(packed: np.ndarray, extra: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Distinct rows of a uint8 matrix (sorted), with ``extra`` OR-ed over each group of equal rows.
 
     Rows are compared as 64-bit words: a lexsort of a few integer keys is ~25× faster
@@ -173,13 +169,9 @@ def activation_patterns(
     X = np.asarray(X, dtype=np.float64)
     check_int(max_patterns, "max_patterns", "activation_patterns", low=1)
     if X.ndim != 2 or len(X) == 0:
-        raise UserError(
-            f"activation_patterns needs a [n, r] matrix with n ≥ 1. Got shape {X.shape}."
-        )
+        raise UserError(f"activation_patterns needs a [n, r] matrix with n ≥ 1. Got shape {X.shape}.")
     if (np.abs(X).max(1) == 0).any():
-        raise UserError(
-            "A row of X is zero, so its pattern entry is undefined: append a bias column of ones."
-        )
+        raise UserError("A row of X is zero, so its pattern entry is undefined: append a bias column of ones.")
     distinct = np.unique(X, axis=0)
     rank = int(np.linalg.matrix_rank(distinct))
     bound = pattern_count_bound(len(distinct), rank)

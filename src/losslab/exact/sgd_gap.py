@@ -47,9 +47,7 @@ __all__ = [
 # regularized objective in a few thousand steps (teacher data, n = 100, d = 3, λ = 1e-3:
 # gaps 0.07–1 % after 3,000 steps); plain SGD at lr 0.5 was still 20–50 % above p* after
 # 5,000. ``weight_decay`` is set to λ by `relu2_sgd_gap`.
-RELU2_CONFIG = TrainConfig(
-    optimizer="adam", lr=1e-2, batch_size=None, steps=3000, schedule="cosine", record_every=250
-)
+RELU2_CONFIG = TrainConfig(optimizer="adam", lr=1e-2, batch_size=None, steps=3000, schedule="cosine", record_every=250)
 # The soft AND has two units; Adam at lr 0.1 fits or stalls within a thousand full-batch steps.
 RELAXATION_CONFIG = TrainConfig(
     optimizer="adam", lr=0.1, batch_size=None, steps=1000, schedule="constant", record_every=50
@@ -150,9 +148,7 @@ def relu2_sgd_gap(
     seed_list = list(range(first_seed, first_seed + seeds))
     thetas = init_thetas(spec, seed_list, objective)
     with _one_thread(device):
-        ensemble = train_ensemble(
-            objective, config, thetas=thetas, seeds=seed_list, test=False, progress=progress
-        )
+        ensemble = train_ensemble(objective, config, thetas=thetas, seeds=seed_list, test=False, progress=progress)
     final = torch.as_tensor(ensemble.thetas, dtype=torch.float64)
     exact_obj = Objective(build_model(spec), "mse", data, dtype="float64")
     objectives = (exact_obj.loss_many(final) + 0.5 * lam * final.square().sum(1)).numpy()
@@ -251,9 +247,7 @@ def three_node_relaxation(
     tracker = _HardErrors(objective.X, objective.y, d)
     config = config or RELAXATION_CONFIG
     with _one_thread(device):
-        ensemble = train_ensemble(
-            objective, config, thetas=thetas, seeds=seed_list, test=False, callbacks=[tracker]
-        )
+        ensemble = train_ensemble(objective, config, thetas=thetas, seeds=seed_list, test=False, callbacks=[tracker])
     final = torch.as_tensor(ensemble.thetas, dtype=objective.dtype, device=objective.device)
     hard = tracker.errors(final)
     first = tracker.first if tracker.first is not None else np.full(seeds, -1)

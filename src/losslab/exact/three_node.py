@@ -141,17 +141,13 @@ class ThreeNodeResult:
 
 def and_outputs(X: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The network's outputs: 1 iff both units say + (w_j·x + b_j > 0), bool [n]."""
-    return (
-        (np.asarray(X, dtype=np.float64) @ np.asarray(W, dtype=np.float64).T + np.asarray(b)) > 0
-    ).all(1)
+    return ((np.asarray(X, dtype=np.float64) @ np.asarray(W, dtype=np.float64).T + np.asarray(b)) > 0).all(1)
 
 
 def _weight_bound(
     X: np.ndarray, requested: float | str, instance: SetSplittingInstance | None, variant: str
 ) -> tuple[float, bool, str]:
-    if requested == "theorem" or (
-        requested == "auto" and instance is not None and variant == "decision"
-    ):
+    if requested == "theorem" or (requested == "auto" and instance is not None and variant == "decision"):
         if instance is None or variant != "decision":
             raise UserError(
                 "weight_bound='theorem' holds for the decision variant on a set-splitting "
@@ -162,8 +158,7 @@ def _weight_bound(
         return (
             M,
             True,
-            f"exact: a consistent network exists iff one with |weights| ≤ 2n = {M:g} does "
-            "(Blum–Rivest)",
+            f"exact: a consistent network exists iff one with |weights| ≤ 2n = {M:g} does (Blum–Rivest)",
         )
     return resolve_weight_bound(X, requested)
 
@@ -187,9 +182,7 @@ def train_three_node(
     y = binary_labels(y, "three-node")
     check_float(time_limit, "time_limit", "three-node", low=0.0, low_open=True)
     if X.ndim != 2 or len(X) != len(y):
-        raise UserError(
-            f"three-node needs inputs X [n, d] and labels y [n]. Got {X.shape} and {y.shape}."
-        )
+        raise UserError(f"three-node needs inputs X [n, d] and labels y [n]. Got {X.shape} and {y.shape}.")
     variant = "fewest" if fewest else "decision"
     M, exact, note = _weight_bound(X, weight_bound, instance, variant)
     n, d = X.shape
@@ -202,9 +195,7 @@ def train_three_node(
     unit = [slice(0, d + 1), slice(d + 1, 2 * (d + 1))]
     rows, lower, upper = [], [], []
 
-    def row(
-        k: int, j: int, z: float = 0.0, z_index: int | None = None, e: float = 0.0
-    ) -> sp.csr_matrix:
+    def row(k: int, j: int, z: float = 0.0, z_index: int | None = None, e: float = 0.0) -> sp.csr_matrix:
         r = np.zeros(width)
         r[unit[j]] = Xt[k]
         if z_index is not None:
@@ -268,9 +259,7 @@ def train_three_node(
         keep_pos, keep_neg = pos[~wrong[pos]], rejects[~wrong[rejects]]
         fit = fit_unit(np.r_[Xt[keep_pos], -Xt[keep_neg]], M)
         if fit is None:
-            raise SolverError(
-                f"The 3-node {variant} solution did not re-solve as an LP.", status="unverified"
-            )
+            raise SolverError(f"The 3-node {variant} solution did not re-solve as an LP.", status="unverified")
         W[j], b[j] = fit
     errors = int((and_outputs(X, W, b) != (y == 1)).sum())
     if errors > (round(outcome.objective or 0) if fewest else 0):
@@ -278,14 +267,10 @@ def train_three_node(
             f"The 3-node {variant} solution misclassifies {errors} points when evaluated.",
             status="unverified",
         )
-    return ThreeNodeFit(
-        variant, errors == 0, errors, W, b, M, exact, note, outcome.nodes, outcome.seconds
-    )
+    return ThreeNodeFit(variant, errors == 0, errors, W, b, M, exact, note, outcome.nodes, outcome.seconds)
 
 
-def splitting_network(
-    instance: SetSplittingInstance, colouring: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def splitting_network(instance: SetSplittingInstance, colouring: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The theorem's network for a splitting: unit j has −2 on S_j, 2n elsewhere, bias 1."""
     colouring = np.asarray(colouring, dtype=bool)
     n = instance.elements
@@ -332,9 +317,7 @@ def certify_three_node(
     rejections form a splitting, and the splitting's network classifies every point.
     """
     X, y = instance.points()
-    decision = train_three_node(
-        X, y, weight_bound=weight_bound, time_limit=time_limit, instance=instance
-    )
+    decision = train_three_node(X, y, weight_bound=weight_bound, time_limit=time_limit, instance=instance)
     splitting = network_splitting(instance, decision.W, decision.b) if decision.trainable else None
     if splitting is not None and not instance.splits(splitting):
         raise SolverError(

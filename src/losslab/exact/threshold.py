@@ -105,9 +105,7 @@ def resolve_weight_bound(X: np.ndarray, requested: float | str = "auto") -> tupl
     from above). A number is exact when it is at least the proven bound.
     """
     proven = weight_bound(X)
-    room = float(
-        (MAX_BIG_M - 1.0) / (np.abs(np.asarray(X, dtype=np.float64)).sum(1).max(initial=0.0) + 1.0)
-    )
+    room = float((MAX_BIG_M - 1.0) / (np.abs(np.asarray(X, dtype=np.float64)).sum(1).max(initial=0.0) + 1.0))
     if requested == "auto":
         if proven is not None and proven <= room:
             return proven, True, f"exact: weights bounded by the proven M = {proven:.6g}"
@@ -117,9 +115,7 @@ def resolve_weight_bound(X: np.ndarray, requested: float | str = "auto") -> tupl
         if proven is not None and M >= proven:
             return M, True, f"exact: M = {M:.6g} is at least the proven bound {proven:.6g}"
     else:
-        raise UserError(
-            f"The 'weight_bound' parameter must be 'auto' or a number > 0. Got {requested!r}."
-        )
+        raise UserError(f"The 'weight_bound' parameter must be 'auto' or a number > 0. Got {requested!r}.")
     why = (
         "the data are not 0/1, so no finite weight bound is known to suffice"
         if proven is None
@@ -137,9 +133,7 @@ def fit_unit(signed: np.ndarray, M: float) -> tuple[np.ndarray, float] | None:
     r = signed.shape[1]
     if len(signed) == 0:
         return np.zeros(r - 1), 1.0 if M >= 1 else M
-    lp = linprog(
-        np.zeros(r), A_ub=-signed, b_ub=-np.ones(len(signed)), bounds=[(-M, M)] * r, method="highs"
-    )
+    lp = linprog(np.zeros(r), A_ub=-signed, b_ub=-np.ones(len(signed)), bounds=[(-M, M)] * r, method="highs")
     if lp.status != 0:
         return None
     return lp.x[:-1], float(lp.x[-1])

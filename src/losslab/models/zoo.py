@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from losslab._loading import option, parse_spec, reject_unknown
+from losslab._loading import option, reject_unknown
 from losslab.errors import UserError
 
 __all__ = ["MLP", "ZOO", "Conv1DNet", "DeepMLP", "TinyTransformer", "activation", "register_model"]
@@ -23,9 +23,7 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 
 def activation(name: str, owner: str) -> nn.Module:
     if name not in ACTIVATIONS:
-        raise UserError(
-            f"The 'act' option of {owner} must be one of {', '.join(ACTIVATIONS)}. Got {name!r}."
-        )
+        raise UserError(f"The 'act' option of {owner} must be one of {', '.join(ACTIVATIONS)}. Got {name!r}.")
     return ACTIVATIONS[name]()
 
 
@@ -38,7 +36,7 @@ class MLP(nn.Sequential):
     def __init__(self, sizes: list[int], act: str = "relu", bias: bool = True) -> None:
         activation(act, "mlp")  # validate even when there is no hidden layer
         layers: list[nn.Module] = [nn.Flatten()]
-        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
             layers.append(nn.Linear(fan_in, fan_out, bias=bias))
             if i < len(sizes) - 2:
                 layers.append(activation(act, "mlp"))
@@ -91,8 +89,14 @@ class DeepMLP(nn.Module):
     """``depth`` hidden layers of equal width, plain or residual (He et al. 2016), same parameters either way."""
 
     def __init__(
-        self, depth: int, width: int, fan_in: int, fan_out: int,
-        act: str = "relu", residual: bool = False, bn: bool = False,
+        self,
+        depth: int,
+        width: int,
+        fan_in: int,
+        fan_out: int,
+        act: str = "relu",
+        residual: bool = False,
+        bn: bool = False,
     ) -> None:
         super().__init__()
         self.stem = nn.Linear(fan_in, width)
@@ -186,8 +190,10 @@ def _mlp(positional: str | None, options: dict[str, str], spec: str) -> nn.Modul
 
 @register_model("cnn1d", "cnn1d:channels=25,length=40,classes=10")
 def _cnn1d(positional: str | None, options: dict[str, str], spec: str) -> nn.Module:
-    kwargs = {key: option(options, key, default, "cnn1d") for key, default in
-              (("length", 40), ("channels", 25), ("classes", 10), ("act", "relu"))}
+    kwargs = {
+        key: option(options, key, default, "cnn1d")
+        for key, default in (("length", 40), ("channels", 25), ("classes", 10), ("act", "relu"))
+    }
     reject_unknown(options, "cnn1d", ["length", "channels", "classes", "act"])
     return Conv1DNet(**kwargs)
 
@@ -198,16 +204,26 @@ def _deep(positional: str | None, options: dict[str, str], spec: str) -> nn.Modu
         depth = int(positional) if positional is not None else option(options, "depth", 4, "deep")
     except ValueError:
         raise UserError(f"The depth in {spec!r} must be an int, as in 'deep:8,width=64'.") from None
-    kwargs = {key: option(options, key, default, "deep") for key, default in
-              (("width", 64), ("in", 64), ("out", 10), ("act", "relu"), ("residual", False), ("bn", False))}
+    kwargs = {
+        key: option(options, key, default, "deep")
+        for key, default in (
+            ("width", 64),
+            ("in", 64),
+            ("out", 10),
+            ("act", "relu"),
+            ("residual", False),
+            ("bn", False),
+        )
+    }
     reject_unknown(options, "deep", ["depth", "width", "in", "out", "act", "residual", "bn"])
-    return DeepMLP(depth, kwargs["width"], kwargs["in"], kwargs["out"], kwargs["act"],
-                   kwargs["residual"], kwargs["bn"])
+    return DeepMLP(depth, kwargs["width"], kwargs["in"], kwargs["out"], kwargs["act"], kwargs["residual"], kwargs["bn"])
 
 
 @register_model("transformer", "transformer:dim=16,heads=2,layers=1,length=40,classes=10")
 def _transformer(positional: str | None, options: dict[str, str], spec: str) -> nn.Module:
-    kwargs = {key: option(options, key, default, "transformer") for key, default in
-              (("length", 40), ("dim", 16), ("heads", 2), ("layers", 1), ("classes", 10))}
+    kwargs = {
+        key: option(options, key, default, "transformer")
+        for key, default in (("length", 40), ("dim", 16), ("heads", 2), ("layers", 1), ("classes", 10))
+    }
     reject_unknown(options, "transformer", list(kwargs))
     return TinyTransformer(**kwargs)

@@ -39,7 +39,7 @@ class ParamLayout:
     def slices(self) -> dict[str, slice]:
         """Where each named parameter lives in θ."""
         out, start = {}, 0
-        for name, size in zip(self.names, self.numels):
+        for name, size in zip(self.names, self.numels, strict=True):
             out[name] = slice(start, start + size)
             start += size
         return out
@@ -62,10 +62,8 @@ class ParamLayout:
 
     def unflatten(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
         """Views of θ shaped like the module's parameters (no copy; works under vmap)."""
-        return {
-            name: part.view(shape)
-            for name, part, shape in zip(self.names, theta.split(self.numels), self.shapes)
-        }
+        parts = zip(self.names, theta.split(self.numels), self.shapes, strict=True)
+        return {name: part.view(shape) for name, part, shape in parts}
 
     def flatten(self, params: dict[str, torch.Tensor] | nn.Module) -> torch.Tensor:
         """Concatenate named tensors (or a module's parameters) into θ, in layout order."""

@@ -125,9 +125,7 @@ def resolve_loss(loss: str | Loss | Callable[..., torch.Tensor], classification:
         return loss
     if isinstance(loss, str):
         if loss not in LOSSES:
-            raise UserError(
-                f"The 'loss' parameter must be one of {', '.join(LOSSES)} or a callable. Got {loss!r}."
-            )
+            raise UserError(f"The 'loss' parameter must be one of {', '.join(LOSSES)} or a callable. Got {loss!r}.")
         chosen = LOSSES[loss]
         if loss == "mse" and classification:
             return Loss("mse", _mse_sum, _mse_correct, _check_mse)

@@ -108,7 +108,9 @@ class Objective:
         many_mode: str = "auto",
     ) -> None:
         if not isinstance(model, nn.Module):
-            raise UserError(f"The 'model' parameter of Objective must be a torch.nn.Module. Got {type(model).__name__}.")
+            raise UserError(
+                f"The 'model' parameter of Objective must be a torch.nn.Module. Got {type(model).__name__}."
+            )
         if data is None:
             raise UserError("Objective needs data: pass a losslab Dataset, (X, y) tensors or a torch Dataset.")
         self.dtype = resolve_dtype(dtype)
@@ -154,7 +156,9 @@ class Objective:
     def is_classification(self) -> bool:
         return self.loss_fn.correct is not None
 
-    def on(self, data: Dataset | tuple[torch.Tensor, torch.Tensor] | Any = None, *, split: str | None = None) -> Objective:
+    def on(
+        self, data: Dataset | tuple[torch.Tensor, torch.Tensor] | Any = None, *, split: str | None = None
+    ) -> Objective:
         """The same model and settings on other data (or another split of the same data)."""
         other = copy.copy(self)
         dataset = self.dataset if data is None else as_dataset(data)
@@ -175,10 +179,7 @@ class Objective:
         """
         missing = [k for k in self.buffers if k not in buffers]
         if missing:
-            raise UserError(
-                f"The buffers lack {missing[0]!r} of this model: "
-                "pass every entry of Objective.buffers."
-            )
+            raise UserError(f"The buffers lack {missing[0]!r} of this model: pass every entry of Objective.buffers.")
         other = copy.copy(self)
         other.buffers = {}
         for key in self.buffers:
@@ -196,8 +197,10 @@ class Objective:
             params = dict(theta.named_parameters()) if isinstance(theta, nn.Module) else theta
             missing = [k for k in self.layout.names if k not in params]
             if missing:
-                raise UserError(f"{name} lacks the parameter {missing[0]!r} of this model: pass weights of the same architecture.")
-            for key, shape in zip(self.layout.names, self.layout.shapes):
+                raise UserError(
+                    f"{name} lacks the parameter {missing[0]!r} of this model: pass weights of the same architecture."
+                )
+            for key, shape in zip(self.layout.names, self.layout.shapes, strict=True):
                 if tuple(params[key].shape) != tuple(shape):
                     raise UserError(
                         f"{name} has {key!r} of shape {tuple(params[key].shape)} but the model's is {tuple(shape)}: "
@@ -226,15 +229,21 @@ class Objective:
         for start in range(0, self.n, size):
             yield self.X[start : start + size], self.y[start : start + size]
 
-    def forward(self, theta: torch.Tensor, X: torch.Tensor | None = None, *, buffers: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    def forward(
+        self, theta: torch.Tensor, X: torch.Tensor | None = None, *, buffers: dict[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
         """Model outputs f(X; θ) (all rows of the data when ``X`` is None), in batches."""
         theta = self.as_theta(theta)
         X = self.X if X is None else X.to(self.device, self.dtype)
         with torch.no_grad():
-            parts = [self._outputs(theta, X[i : i + self.batch_size], buffers) for i in range(0, len(X), self.batch_size)]
+            parts = [
+                self._outputs(theta, X[i : i + self.batch_size], buffers) for i in range(0, len(X), self.batch_size)
+            ]
         return torch.cat(parts)
 
-    def _outputs(self, theta: torch.Tensor, X: torch.Tensor, buffers: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    def _outputs(
+        self, theta: torch.Tensor, X: torch.Tensor, buffers: dict[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
         params = self.layout.unflatten(theta)
         return functional_call(self.model, (params, self.buffers if buffers is None else buffers), (X,))
 
@@ -308,7 +317,7 @@ class Objective:
             )
         thetas = thetas.to(self.device, self.dtype)
         want_acc = accuracy and self.is_classification
-        mode = self._many_path()
+        mode = self.many_path
         losses = torch.zeros(len(thetas), dtype=self.dtype, device=self.device)
         correct = torch.zeros(len(thetas), dtype=self.dtype, device=self.device)
         with torch.no_grad():
@@ -324,15 +333,23 @@ class Objective:
                 for start in range(0, len(thetas), chunk):
                     block = thetas[start : start + chunk]
                     for X, y in self.batches():
-                        out = self._plan.outputs(block, X) if mode == "plan" else torch.vmap(  # type: ignore[union-attr]
-                            self._outputs, in_dims=(0, None)
-                        )(block, X)
+                        out = (
+                            self._plan.outputs(block, X)
+                            if mode == "plan"
+                            else torch.vmap(  # type: ignore[union-attr]
+                                self._outputs, in_dims=(0, None)
+                            )(block, X)
+                        )
                         losses[start : start + chunk] += torch.vmap(self.loss_fn.sum, in_dims=(0, None))(out, y)
                         if want_acc:
-                            correct[start : start + chunk] += torch.vmap(self.loss_fn.correct, in_dims=(0, None))(out, y)  # type: ignore[arg-type]
+                            correct[start : start + chunk] += torch.vmap(self.loss_fn.correct, in_dims=(0, None))(
+                                out, y
+                            )  # type: ignore[arg-type]
         return {"loss": losses / self.n, "accuracy": correct / self.n if want_acc else None}
 
-    def _many_path(self) -> str:
+    @property
+    def many_path(self) -> str:
+        """The path `metrics_many` takes here: 'plan', 'loop' or 'vmap' ('auto' resolved per device)."""
         mode = self.many_mode
         if mode == "plan" and self._plan is None:
             raise UserError("many_mode='plan' needs an nn.Sequential MLP: use many_mode='auto'.")
@@ -346,9 +363,14 @@ class Objective:
         rows = min(self.batch_size, self.n)
         per_point = max(1, rows * self._bytes_per_row)
         if mode == "plan" and self.device.type == "cpu":
-            # Keep a chunk's activations near the last-level cache: 8 points of the
-            # digits MLP (4.6 MB) ran 3,050 points/s, 32 points (18 MB) only 840.
-            return max(1, min(64, (6 << 20) // per_point))
+            # Keep a chunk's live activations (a layer's input and output, which is all the
+            # plan holds) near the last-level cache, in a multiple of the thread count so
+            # bmm's batch splits evenly. The digits MLP holds 1.15 MB per point; on 2 shared
+            # cores 8 points per chunk ran 2,890–2,950 points/s, 10 points 3,050, 9 points
+            # 2,820–2,840, and the 2 points that counting every module's output gave 2,470.
+            live = rows * self._plan.live_width() * self.theta0.element_size()  # type: ignore[union-attr]
+            points, threads = max(1, min(64, (10 << 20) // max(1, live))), torch.get_num_threads()
+            return points - points % threads if points > threads else points
         return max(1, min(4096, self.memory_budget // per_point))
 
     # ------------------------------------------------------------------ curvature
@@ -376,10 +398,14 @@ class Objective:
     # ------------------------------------------------------------------ checks
     def _finite(self, value: torch.Tensor, what: str) -> None:
         if self.check_finite and not bool(torch.isfinite(value).all()):
-            raise UserError(
-                f"The {what} at this θ is not finite: check data and weights for NaN/inf or lower "
-                "the learning rate that produced θ (pass check_finite=False to get it anyway)."
-            )
+            if "product" in what:
+                hint = (
+                    "the loss is not twice differentiable at θ (a kink is fine, a singularity is not) or the "
+                    "weights overflow: check the model's operations"
+                )
+            else:
+                hint = "check data and weights for NaN/inf or lower the learning rate that produced θ"
+            raise UserError(f"The {what} at this θ is not finite: {hint} (pass check_finite=False to get it anyway).")
 
     def _check_model(self) -> int:
         """Run the checks that must hold before any number is trusted; return activation bytes per row."""
@@ -402,8 +428,10 @@ class Objective:
         rows = len(index)
         X, y = self.X[index], self.y[index]
         sizes: list[int] = []
-        hooks = [m.register_forward_hook(lambda _m, _i, o: sizes.append(o.numel() if isinstance(o, torch.Tensor) else 0))
-                 for m in self.model.modules()]
+        hooks = [
+            m.register_forward_hook(lambda _m, _i, o: sizes.append(o.numel() if isinstance(o, torch.Tensor) else 0))
+            for m in self.model.modules()
+        ]
         try:
             with torch.no_grad():
                 out = self._outputs(self.theta0, X)
@@ -477,7 +505,9 @@ class CurvatureAt:
         V = torch.as_tensor(V)
         expected = "[k, D]" if many else "[D]"
         if (many and (V.ndim != 2 or V.shape[1] != obj.dim)) or (not many and V.shape != (obj.dim,)):
-            raise UserError(f"Hessian products need vectors of shape {expected} with D = {obj.dim}. Got {tuple(V.shape)}.")
+            raise UserError(
+                f"Hessian products need vectors of shape {expected} with D = {obj.dim}. Got {tuple(V.shape)}."
+            )
         return V.to(obj.device, obj.dtype)
 
     def hvp(self, v: torch.Tensor) -> torch.Tensor:
@@ -541,4 +571,3 @@ class CurvatureAt:
         out = out / obj.n
         obj._finite(out, "GGN-vector product")
         return out.detach()
-

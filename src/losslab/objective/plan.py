@@ -54,9 +54,7 @@ class SequentialPlan:
                 if weight is None or (module.bias is not None and bias is None):
                     return None  # tied or frozen parameters: leave it to the generic path
                 steps.append(("linear", (weight, bias, module.out_features, module.in_features)))
-            elif type(module) in _POINTWISE and not (
-                type(module) is nn.GELU and module.approximate != "none"
-            ):
+            elif type(module) in _POINTWISE and not (type(module) is nn.GELU and module.approximate != "none"):
                 steps.append(("pointwise", _POINTWISE[type(module)]))
             else:
                 return None

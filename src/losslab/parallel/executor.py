@@ -47,7 +47,9 @@ class RayExecutor:
             try:
                 ray.init(**kwargs)
             except (ConnectionError, ValueError, RuntimeError) as exc:
-                raise UserError(f"Cannot connect to the Ray cluster at {address!r} ({exc}): check --ray ADDRESS.") from None
+                raise UserError(
+                    f"Cannot connect to the Ray cluster at {address!r} ({exc}): check --ray ADDRESS."
+                ) from None
 
     def map(self, fn: Callable[[int], Any], indices: Iterable[int]) -> Iterator[tuple[int, Any]]:
         ray = self.ray

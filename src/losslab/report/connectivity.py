@@ -65,11 +65,7 @@ def _barrier_curves(result: ConnectResult) -> list[Figure]:
             "outputs to "
             f"{a.max_output_change:.2g} (tolerance {a.tolerance:.2g})."
         )
-    return [
-        Figure(
-            "barrier-curves", "Loss and error along the paths between A and B", fig, inter, caption
-        )
-    ]
+    return [Figure("barrier-curves", "Loss and error along the paths between A and B", fig, inter, caption)]
 
 
 @draws(InstabilityResult)
@@ -112,13 +108,9 @@ def _instability(result: InstabilityResult) -> list[Figure]:
     shades = np.linspace(0.25, 1.0, len(result.ks))  # later splits darker; ends exactly at 1
     for i, (k, shade) in enumerate(zip(result.ks, shades, strict=True)):
         shade = float(shade)
-        axes[-1].plot(
-            result.t, result.curves[shown][i], color=(0.1, 0.3, 0.8, shade), label=f"k={k}"
-        )
+        axes[-1].plot(result.t, result.curves[shown][i], color=(0.1, 0.3, 0.8, shade), label=f"k={k}")
         inter.add_trace(
-            go.Scatter(
-                x=result.t, y=result.curves[shown][i], mode="lines", name=f"k={k}", opacity=shade
-            ),
+            go.Scatter(x=result.t, y=result.curves[shown][i], mode="lines", name=f"k={k}", opacity=shade),
             1,
             len(panels) + 1,
         )
@@ -156,9 +148,7 @@ def _width(result: WidthResult) -> list[Figure]:
     for method, color in zip(result.curves, _COLORS, strict=False):
         for col, kind in enumerate(panels):
             heights = result.barrier(method, f"train_{kind}")
-            axes[col].plot(
-                result.widths, heights, "-o", color=color, label=names.get(method, method)
-            )
+            axes[col].plot(result.widths, heights, "-o", color=color, label=names.get(method, method))
             inter.add_trace(
                 go.Scatter(
                     x=result.widths,
@@ -193,9 +183,7 @@ def _width(result: WidthResult) -> list[Figure]:
                 ncols,
             )
     for col, title in enumerate(titles):
-        axes[col].set(
-            xlabel="width", ylabel="seconds" if title == "alignment time" else title, xscale="log"
-        )
+        axes[col].set(xlabel="width", ylabel="seconds" if title == "alignment time" else title, xscale="log")
         axes[col].set_xticks(result.widths, labels=[str(w) for w in result.widths], minor=False)
         axes[col].minorticks_off()
         axes[col].grid(alpha=0.3)

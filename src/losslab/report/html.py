@@ -29,12 +29,15 @@ class Section:
     manifest: dict[str, Any]
     results: dict[str, Any]
     figures: list[tuple[str, Figure]] = field(default_factory=list)
+    key: str = ""  # prefixes figure file names, so sections of one report never overwrite each other's
 
 
 _CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:1100px;color:#222;padding:0 1rem}
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:1100px;color:#222;
+padding:0 1rem}
 h1{font-size:1.6rem}h2{border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2.5rem}
-table{border-collapse:collapse;margin:.5rem 0 1rem}td,th{border:1px solid #ddd;padding:.25rem .6rem;text-align:left;vertical-align:top;font-size:.9rem}
+table{border-collapse:collapse;margin:.5rem 0 1rem}
+td,th{border:1px solid #ddd;padding:.25rem .6rem;text-align:left;vertical-align:top;font-size:.9rem}
 th{background:#f5f5f5}code,pre{font-size:.85rem}.fig{margin:1.5rem 0}.caption{color:#555;font-size:.9rem}
 details{margin:.5rem 0}img{max-width:100%}.status-complete{color:#185}.status-failed{color:#b22}
 """
@@ -76,9 +79,11 @@ def _section_html(section: Section, figure_dir: Path | None, first_plot: list[bo
     m = section.manifest
     status = html.escape(str(m.get("status")))
     parts = [f"<h2>{html.escape(section.title)}</h2>"]
-    parts.append(f"<p>status: <b class='status-{status}'>{status}</b>"
-                 f" · wall time: {html.escape(_format(m.get('wall_seconds')))} s"
-                 f" · device: {html.escape(str(m.get('device')))} · dtype: {html.escape(str(m.get('dtype')))}</p>")
+    parts.append(
+        f"<p>status: <b class='status-{status}'>{status}</b>"
+        f" · wall time: {html.escape(_format(m.get('wall_seconds')))} s"
+        f" · device: {html.escape(str(m.get('device')))} · dtype: {html.escape(str(m.get('dtype')))}</p>"
+    )
     if m.get("error"):
         parts.append(f"<p class='status-failed'>error: {html.escape(str(m['error']))}</p>")
     if m.get("result"):
@@ -89,21 +94,30 @@ def _section_html(section: Section, figure_dir: Path | None, first_plot: list[bo
         if fig.interactive is not None:
             include = "inline" if first_plot[0] else False
             first_plot[0] = False
-            parts.append(fig.interactive.to_html(full_html=False, include_plotlyjs=include,
-                                                 config={"displaylogo": False}))
+            parts.append(
+                fig.interactive.to_html(full_html=False, include_plotlyjs=include, config={"displaylogo": False})
+            )
         if fig.static is not None:
-            path = figure_dir / f"{name}-{fig.slug}.png" if figure_dir is not None else None
+            stem = f"{section.key}-{name}-{fig.slug}" if section.key else f"{name}-{fig.slug}"
+            path = figure_dir / f"{stem}.png" if figure_dir is not None else None
             png = _png(fig, path)
             alt = html.escape(fig.title)
             img = f"<img alt='{alt}' src='data:image/png;base64,{png}'>"
-            parts.append(img if fig.interactive is None else f"<details><summary>static figure</summary>{img}</details>")
+            parts.append(
+                img if fig.interactive is None else f"<details><summary>static figure</summary>{img}</details>"
+            )
         if fig.caption:
             parts.append(f"<p class='caption'>{html.escape(fig.caption)}</p>")
         parts.append("</div>")
-    meta_rows = [("command", m.get("command")), ("argv", " ".join(map(str, m.get("argv") or []))),
-                 ("started", m.get("started")), ("ended", m.get("ended")), ("seeds", m.get("seeds")),
-                 *(("config." + k, v) for k, v in _flatten(m.get("config") or {})),
-                 *(("versions." + k, v) for k, v in (m.get("versions") or {}).items())]
+    meta_rows = [
+        ("command", m.get("command")),
+        ("argv", " ".join(map(str, m.get("argv") or []))),
+        ("started", m.get("started")),
+        ("ended", m.get("ended")),
+        ("seeds", m.get("seeds")),
+        *(("config." + k, v) for k, v in _flatten(m.get("config") or {})),
+        *(("versions." + k, v) for k, v in (m.get("versions") or {}).items()),
+    ]
     parts.append("<details><summary>run metadata</summary>" + _table(meta_rows) + "</details>")
     return "\n".join(parts)
 

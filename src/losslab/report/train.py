@@ -34,7 +34,11 @@ def _training_curves(result: TrainResult) -> list[Figure]:
             ax.legend()
     inter.update_xaxes(title_text="epoch")
     inter.update_layout(height=380, margin={"t": 40})
-    caption = f"{result.steps} steps, stopped by {result.stopped}; optimizer {result.config.get('optimizer')}, lr {result.config.get('lr')}."
+    config = result.config
+    caption = (
+        f"{result.steps} steps, stopped by {result.stopped}; "
+        f"optimizer {config.get('optimizer')}, lr {config.get('lr')}."
+    )
     return [Figure("training", "Training curves", fig, inter, caption)]
 
 
@@ -46,11 +50,22 @@ def _ensemble(result: EnsembleResult) -> list[Figure]:
     ax_hist.set(xlabel="final train loss", ylabel="seeds")
     for k in range(result.history["loss"].shape[1]):
         ax_curves.plot(result.history["epoch"], result.history["loss"][:, k], lw=0.8, alpha=0.6)
-    ax_curves.set(xlabel="epoch", ylabel="train loss", yscale="log" if np.nanmin(result.history["loss"]) > 0 else "linear")
+    ax_curves.set(
+        xlabel="epoch", ylabel="train loss", yscale="log" if np.nanmin(result.history["loss"]) > 0 else "linear"
+    )
     inter = make_subplots(rows=1, cols=2, subplot_titles=("final train loss", "train loss per seed"))
     inter.add_trace(go.Histogram(x=final, name="final loss"), 1, 1)
     for k, seed in enumerate(result.seeds):
-        inter.add_trace(go.Scatter(x=result.history["epoch"], y=result.history["loss"][:, k], mode="lines",
-                                   name=f"seed {seed}", showlegend=False), 1, 2)
+        inter.add_trace(
+            go.Scatter(
+                x=result.history["epoch"],
+                y=result.history["loss"][:, k],
+                mode="lines",
+                name=f"seed {seed}",
+                showlegend=False,
+            ),
+            1,
+            2,
+        )
     inter.update_layout(height=380, margin={"t": 40})
     return [Figure("ensemble", f"{len(result.seeds)} seeds trained together", fig, inter)]

@@ -122,7 +122,9 @@ class RunDir:
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as exc:
-            raise UserError(f"Cannot write to --out {str(path)!r} ({exc.strerror}): choose a writable directory.") from None
+            raise UserError(
+                f"Cannot write to --out {str(path)!r} ({exc.strerror}): choose a writable directory."
+            ) from None
         manifest = {
             "schema": SCHEMA,
             "command": command,
@@ -168,13 +170,15 @@ class RunDir:
         return self.path / "figures" / f"{name}.png"
 
     def complete(self, summary: dict[str, Any]) -> None:
-        self.manifest.update(status="complete", result=summary, ended=_now(),
-                             wall_seconds=round(time.perf_counter() - self._t0, 3))
+        self.manifest.update(
+            status="complete", result=summary, ended=_now(), wall_seconds=round(time.perf_counter() - self._t0, 3)
+        )
         self._write_manifest()
 
     def fail(self, error: str) -> None:
-        self.manifest.update(status="failed", error=error, ended=_now(),
-                             wall_seconds=round(time.perf_counter() - self._t0, 3))
+        self.manifest.update(
+            status="failed", error=error, ended=_now(), wall_seconds=round(time.perf_counter() - self._t0, 3)
+        )
         self._write_manifest()
 
     def discard(self) -> None:
@@ -215,7 +219,9 @@ class Run:
         return self.results[name]
 
     def __repr__(self) -> str:
-        return f"Run({str(self.path)!r}, command={self.command!r}, status={self.status!r}, results={list(self.results)})"
+        return (
+            f"Run({str(self.path)!r}, command={self.command!r}, status={self.status!r}, results={list(self.results)})"
+        )
 
 
 def load(path: str | os.PathLike[str]) -> Run:

@@ -33,8 +33,7 @@ def encode(value: Any, path: str, arrays: dict[str, np.ndarray]) -> Any:
         name = type(value).__name__
         if name not in RESULT_TYPES:
             raise TypeError(f"{name} is not registered with register_result")
-        fields = {f.name: encode(getattr(value, f.name), f"{path}.{f.name}", arrays)
-                  for f in dataclasses.fields(value)}
+        fields = {f.name: encode(getattr(value, f.name), f"{path}.{f.name}", arrays) for f in dataclasses.fields(value)}
         return {"__type__": name, **fields}
     if isinstance(value, np.ndarray):
         arrays[path] = value

@@ -77,14 +77,18 @@ class Study:
         known = {f.name for f in fields(self.config_type)}
         for key in overrides:
             if key not in known:
-                raise UserError(f"The study {self.name!r} has no setting {key!r}: known settings are {', '.join(sorted(known))}.")
+                raise UserError(
+                    f"The study {self.name!r} has no setting {key!r}: known settings are {', '.join(sorted(known))}."
+                )
         return replace(self.presets[preset], **{k: v for k, v in overrides.items() if v is not None})
 
 
 STUDIES: dict[str, Study] = {}
 
 
-def register_study(name: str, description: str, config_type: type, *, quick: Any, full: Any) -> Callable[[Callable[[Any, StudyContext], Any]], Callable[[Any, StudyContext], Any]]:
+def register_study(
+    name: str, description: str, config_type: type, *, quick: Any, full: Any
+) -> Callable[[Callable[[Any, StudyContext], Any]], Callable[[Any, StudyContext], Any]]:
     """Register ``run(config, context)`` as the study ``name`` with its two presets."""
 
     def add(run: Callable[[Any, StudyContext], Any]) -> Callable[[Any, StudyContext], Any]:

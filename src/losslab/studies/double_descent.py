@@ -50,7 +50,10 @@ class DoubleDescentConfig:
 
     def __post_init__(self) -> None:
         if "{h}" not in self.model:
-            raise UserError(f"The double-descent model must contain '{{h}}' where the width goes, as in 'mlp:40-{{h}}-{{h}}-10'. Got {self.model!r}.")
+            raise UserError(
+                "The double-descent model must contain '{h}' where the width goes, as in "
+                f"'mlp:40-{{h}}-{{h}}-10'. Got {self.model!r}."
+            )
         if not self.widths or min(self.widths) < 1:
             raise UserError("The double-descent widths must be positive integers.")
 
@@ -83,8 +86,9 @@ class DoubleDescentResult:
             "best_width": int(self.widths[best]),
             "best_test_error": float(self.test_error[best]),
             "n_train": self.n_train,
-            "params_at_threshold": None if self.interpolation_threshold is None else int(
-                self.params[list(self.widths).index(self.interpolation_threshold)]),
+            "params_at_threshold": None
+            if self.interpolation_threshold is None
+            else int(self.params[list(self.widths).index(self.interpolation_threshold)]),
         }
 
 
@@ -116,13 +120,15 @@ def double_descent(config: DoubleDescentConfig, context: StudyContext) -> Double
     if config.train_size is not None and config.train_size < data.n_train:
         data = subset(data, config.train_size, config.seed)
     seeds = [config.seed + s for s in range(config.seeds)]
-    train_config = TrainConfig(optimizer=config.optimizer, lr=config.lr, batch_size=config.batch_size,
-                               epochs=config.epochs, seed=config.seed)
+    train_config = TrainConfig(
+        optimizer=config.optimizer, lr=config.lr, batch_size=config.batch_size, epochs=config.epochs, seed=config.seed
+    )
 
     def width_point(i: int) -> dict[str, np.ndarray]:
         spec = config.model.replace("{h}", str(config.widths[i]))
-        objective = Objective(build_model(spec, seed=seeds[0]), "cross_entropy", data,
-                              device=context.device, dtype=context.dtype)
+        objective = Objective(
+            build_model(spec, seed=seeds[0]), "cross_entropy", data, device=context.device, dtype=context.dtype
+        )
         result = train_ensemble(objective, train_config, thetas=init_thetas(spec, seeds, objective), seeds=seeds)
         history = result.history
         reached = history["loss"] <= config.loss_target  # [records, S]
@@ -140,10 +146,17 @@ def double_descent(config: DoubleDescentConfig, context: StudyContext) -> Double
     steps = stack("steps_to_target")
     reached_all = np.isfinite(steps).all(1)  # a width counts only when every seed reached the target
     return DoubleDescentResult(
-        widths=widths, params=stack("params")[:, 0], train_error=mean_train, test_error=mean_test,
-        train_loss=stack("loss").mean(1), test_loss=stack("test_loss").mean(1),
+        widths=widths,
+        params=stack("params")[:, 0],
+        train_error=mean_train,
+        test_error=mean_test,
+        train_loss=stack("loss").mean(1),
+        test_loss=stack("test_loss").mean(1),
         steps_to_target=np.where(reached_all, np.where(reached_all[:, None], steps, 0).mean(1), np.nan),
-        train_error_per_seed=train_error, test_error_per_seed=test_error,
-        interpolation_threshold=threshold, peak_width=_peak(widths, mean_test, threshold),
-        n_train=data.n_train, config=asdict(config),
+        train_error_per_seed=train_error,
+        test_error_per_seed=test_error,
+        interpolation_threshold=threshold,
+        peak_width=_peak(widths, mean_test, threshold),
+        n_train=data.n_train,
+        config=asdict(config),
     )

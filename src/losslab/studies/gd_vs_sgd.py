@@ -131,13 +131,19 @@ class GdVsSgdResult:
     def summary(self) -> dict[str, Any]:
         runs = []
         for r, opt in enumerate(self.optimizer):
-            runs.append({
-                "optimizer": opt, "lr": float(self.lr[r]), "batch_size": int(self.batch_size[r]),
-                "train_loss": float(self.train_loss[r]), "test_accuracy": float(self.test_accuracy[r]),
-                "lambda_max": float(self.lambda_max[r]), "lambda_max_over_2_over_lr": float(self.ratio[r]),
-                "barrier_to_gd": None if not np.isfinite(self.barrier[r]) else float(self.barrier[r]),
-                "stopped": self.stopped[r],
-            })
+            runs.append(
+                {
+                    "optimizer": opt,
+                    "lr": float(self.lr[r]),
+                    "batch_size": int(self.batch_size[r]),
+                    "train_loss": float(self.train_loss[r]),
+                    "test_accuracy": float(self.test_accuracy[r]),
+                    "lambda_max": float(self.lambda_max[r]),
+                    "lambda_max_over_2_over_lr": float(self.ratio[r]),
+                    "barrier_to_gd": None if not np.isfinite(self.barrier[r]) else float(self.barrier[r]),
+                    "stopped": self.stopped[r],
+                }
+            )
         gd = [r for r, opt in enumerate(self.optimizer) if opt == "gd"]
         tail = max(1, self.sharpness.shape[1] // 4)  # the last quarter of training
         late = [self.sharpness[g, -tail:][np.isfinite(self.sharpness[g, -tail:])] for g in range(len(gd))]
@@ -163,16 +169,24 @@ def gd_vs_sgd(config: GdVsSgdConfig, context: StudyContext) -> GdVsSgdResult:
     data = load_data(config.data)
     if config.train_size is not None and config.train_size < data.n_train:
         data = subset(data, config.train_size, config.seed)
-    objective = Objective(build_model(config.model, seed=config.seed), config.loss, data,
-                          device=context.device, dtype=context.dtype)
+    objective = Objective(
+        build_model(config.model, seed=config.seed), config.loss, data, device=context.device, dtype=context.dtype
+    )
     runs = config.runs()
     records = config.steps // config.track_every + 1 + (config.steps % config.track_every > 0)
     tracks = config.steps // config.track_every
 
     def run_point(i: int) -> dict[str, np.ndarray]:
         optimizer, lr, batch = runs[i]
-        train_config = TrainConfig(optimizer=optimizer, lr=lr, batch_size=batch, steps=config.steps,
-                                   record_every=config.track_every, snapshot_every=config.steps, seed=config.seed)
+        train_config = TrainConfig(
+            optimizer=optimizer,
+            lr=lr,
+            batch_size=batch,
+            steps=config.steps,
+            record_every=config.track_every,
+            snapshot_every=config.steps,
+            seed=config.seed,
+        )
         tracker = SharpnessTracker(every=config.track_every, tol=config.lanczos_tol, seed=config.seed)
         try:
             result = train(objective, train_config, callbacks=[tracker] if optimizer == "gd" else [])
@@ -181,8 +195,9 @@ def gd_vs_sgd(config: GdVsSgdConfig, context: StudyContext) -> GdVsSgdResult:
         if result.stopped == "diverged":  # no curvature at a point where the loss blew up
             lam, err = np.nan, np.nan
         else:
-            top = lanczos(hessian_operator(objective, torch.as_tensor(result.theta)), 1, tol=config.lanczos_tol,
-                          seed=config.seed)
+            top = lanczos(
+                hessian_operator(objective, torch.as_tensor(result.theta)), 1, tol=config.lanczos_tol, seed=config.seed
+            )
             lam, err = top.eigenvalues[0], top.error_estimates[0]
         curve = np.full(records, np.nan)
         curve[: len(result.history["loss"])] = result.history["loss"]
@@ -191,8 +206,12 @@ def gd_vs_sgd(config: GdVsSgdConfig, context: StudyContext) -> GdVsSgdResult:
         sharp[: len(track.lambda_max)], resid[: len(track.residuals)] = track.lambda_max, track.residuals
         final = result.final
         return {
-            "theta": result.theta, "loss_curve": curve, "sharpness": sharp, "sharpness_residual": resid,
-            "lambda_max": np.array([lam]), "lambda_max_error": np.array([err]),
+            "theta": result.theta,
+            "loss_curve": curve,
+            "sharpness": sharp,
+            "sharpness_residual": resid,
+            "lambda_max": np.array([lam]),
+            "lambda_max_error": np.array([err]),
             "final": np.array([final["loss"], final.get("accuracy", np.nan), final.get("test_accuracy", np.nan)]),
             "stopped": np.array(result.stopped),
         }
@@ -207,10 +226,18 @@ def gd_vs_sgd(config: GdVsSgdConfig, context: StudyContext) -> GdVsSgdResult:
         r = sgd[j]
         if "diverged" in (str(points[r]["stopped"]), str(points[reference[r]]["stopped"])):
             return {"curve": np.full(config.points, np.nan), "barrier": np.array([np.nan])}
-        link = connect(objective, torch.as_tensor(points[reference[r]]["theta"]),
-                       torch.as_tensor(points[r]["theta"]), align="none", points=config.points, test=False)
-        return {"curve": link.paths["naive"].values["train_loss"],
-                "barrier": np.array([link.paths["naive"].barrier("train_loss").height])}
+        link = connect(
+            objective,
+            torch.as_tensor(points[reference[r]]["theta"]),
+            torch.as_tensor(points[r]["theta"]),
+            align="none",
+            points=config.points,
+            test=False,
+        )
+        return {
+            "curve": link.paths["naive"].values["train_loss"],
+            "barrier": np.array([link.paths["naive"].barrier("train_loss").height]),
+        }
 
     links = context.sweep("gd-vs-sgd-barriers", key, len(sgd), barrier_point)
     barrier = np.full(len(runs), np.nan)
@@ -222,17 +249,26 @@ def gd_vs_sgd(config: GdVsSgdConfig, context: StudyContext) -> GdVsSgdResult:
     final = np.stack([p["final"] for p in points])
     gd_rows = [r for r, (opt, _, _) in enumerate(runs) if opt == "gd"]
     return GdVsSgdResult(
-        optimizer=[opt for opt, _, _ in runs], lr=lr,
+        optimizer=[opt for opt, _, _ in runs],
+        lr=lr,
         batch_size=np.array([data.n_train if b is None else min(b, data.n_train) for _, _, b in runs], dtype=np.int64),
-        train_loss=final[:, 0], train_accuracy=final[:, 1], test_accuracy=final[:, 2], lambda_max=lam,
-        lambda_max_error=np.array([p["lambda_max_error"][0] for p in points]), ratio=lam * lr / 2,
-        stopped=[str(p["stopped"]) for p in points], reference=reference, barrier=barrier,
-        t=np.linspace(0.0, 1.0, config.points), barrier_curve=barrier_curve,
+        train_loss=final[:, 0],
+        train_accuracy=final[:, 1],
+        test_accuracy=final[:, 2],
+        lambda_max=lam,
+        lambda_max_error=np.array([p["lambda_max_error"][0] for p in points]),
+        ratio=lam * lr / 2,
+        stopped=[str(p["stopped"]) for p in points],
+        reference=reference,
+        barrier=barrier,
+        t=np.linspace(0.0, 1.0, config.points),
+        barrier_curve=barrier_curve,
         record_steps=np.minimum(np.arange(records) * config.track_every, config.steps),
         loss_curve=np.stack([p["loss_curve"] for p in points]),
         track_steps=np.arange(1, tracks + 1) * config.track_every,
         sharpness=np.stack([points[r]["sharpness"] for r in gd_rows]),
         sharpness_residual=np.stack([points[r]["sharpness_residual"] for r in gd_rows]),
         thetas=np.stack([p["theta"] for p in points]),
-        n_train=data.n_train, config=asdict(config),
+        n_train=data.n_train,
+        config=asdict(config),
     )

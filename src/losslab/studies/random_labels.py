@@ -151,20 +151,30 @@ def random_labels(config: RandomLabelsConfig, context: StudyContext) -> RandomLa
     per_epoch = TrainConfig(batch_size=config.batch_size).steps_per_epoch(clean.n_train)
     # One record per epoch (the trainer's default thins records on long runs): the epoch
     # of the fit is exact, and the stop at 100 % is checked every epoch.
-    train_config = TrainConfig(optimizer=config.optimizer, lr=config.lr, batch_size=config.batch_size,
-                               epochs=config.epochs, target_accuracy=1.0, record_every=per_epoch, seed=config.seed)
+    train_config = TrainConfig(
+        optimizer=config.optimizer,
+        lr=config.lr,
+        batch_size=config.batch_size,
+        epochs=config.epochs,
+        target_accuracy=1.0,
+        record_every=per_epoch,
+        seed=config.seed,
+    )
     records = config.epochs + 1  # the start and every epoch
     device, dtype = context.device, context.dtype  # the pieces may be shipped to Ray workers: not the context
 
     def fraction_point(i: int) -> dict[str, np.ndarray]:
         data = clean.with_label_noise(config.fractions[i], config.seed)
-        objective = Objective(build_model(config.model, seed=seeds[0]), "cross_entropy", data, device=device,
-                              dtype=dtype)
-        result = train_ensemble(objective, train_config, thetas=init_thetas(config.model, seeds, objective),
-                                seeds=seeds)
+        objective = Objective(
+            build_model(config.model, seed=seeds[0]), "cross_entropy", data, device=device, dtype=dtype
+        )
+        result = train_ensemble(
+            objective, train_config, thetas=init_thetas(config.model, seeds, objective), seeds=seeds
+        )
         history = result.history
-        curvature: dict[str, list[float]] = {k: [] for k in ("lambda_max", "lambda_max_error", "trace",
-                                                               "trace_stderr", "hvps")}
+        curvature: dict[str, list[float]] = {
+            k: [] for k in ("lambda_max", "lambda_max_error", "trace", "trace_stderr", "hvps")
+        }
         for k, theta in enumerate(torch.as_tensor(result.thetas)):
             if result.stopped[k] == "diverged":  # no curvature where the loss blew up
                 for key in curvature:
@@ -173,16 +183,24 @@ def random_labels(config: RandomLabelsConfig, context: StudyContext) -> RandomLa
             op = hessian_operator(objective, theta)
             top = lanczos(op, 1, tol=config.lanczos_tol, seed=config.seed + k)
             trace = hutchinson(op, tol=config.trace_tol, max_hvps=config.trace_hvps, seed=config.seed + k)
-            for key, value in (("lambda_max", top.eigenvalues[0]), ("lambda_max_error", top.error_estimates[0]),
-                               ("trace", trace.estimate), ("trace_stderr", trace.stderr),
-                               ("hvps", top.hvps + trace.hvps)):
+            for key, value in (
+                ("lambda_max", top.eigenvalues[0]),
+                ("lambda_max_error", top.error_estimates[0]),
+                ("trace", trace.estimate),
+                ("trace_stderr", trace.stderr),
+                ("hvps", top.hvps + trace.hvps),
+            ):
                 curvature[key].append(float(value))
         curve = np.full(records, np.nan)
         curve[: len(history["step"])] = history["accuracy"].mean(1)
         return {
-            "epochs_to_fit": _fit_epochs(history), "best_train_accuracy": history["accuracy"].max(0),
-            "train_accuracy": history["accuracy"][-1], "train_loss": history["loss"][-1],
-            "test_accuracy": history["test_accuracy"][-1], "accuracy_curve": curve, "thetas": result.thetas,
+            "epochs_to_fit": _fit_epochs(history),
+            "best_train_accuracy": history["accuracy"].max(0),
+            "train_accuracy": history["accuracy"][-1],
+            "train_loss": history["loss"][-1],
+            "test_accuracy": history["test_accuracy"][-1],
+            "accuracy_curve": curve,
+            "thetas": result.thetas,
             "params": np.array([objective.dim]),
             **{key: np.asarray(values) for key, values in curvature.items()},
         }
@@ -190,12 +208,21 @@ def random_labels(config: RandomLabelsConfig, context: StudyContext) -> RandomLa
     points = context.sweep("random-labels", asdict(config), len(config.fractions), fraction_point)
     stack = lambda key: np.stack([p[key] for p in points])  # noqa: E731
     return RandomLabelsResult(
-        fractions=np.asarray(config.fractions, dtype=np.float64), epochs_to_fit=stack("epochs_to_fit"),
-        best_train_accuracy=stack("best_train_accuracy"), train_accuracy=stack("train_accuracy"),
-        train_loss=stack("train_loss"), test_accuracy=stack("test_accuracy"), lambda_max=stack("lambda_max"),
-        lambda_max_error=stack("lambda_max_error"), trace=stack("trace"), trace_stderr=stack("trace_stderr"),
-        hvps=stack("hvps").astype(np.int64), thetas=stack("thetas"),
+        fractions=np.asarray(config.fractions, dtype=np.float64),
+        epochs_to_fit=stack("epochs_to_fit"),
+        best_train_accuracy=stack("best_train_accuracy"),
+        train_accuracy=stack("train_accuracy"),
+        train_loss=stack("train_loss"),
+        test_accuracy=stack("test_accuracy"),
+        lambda_max=stack("lambda_max"),
+        lambda_max_error=stack("lambda_max_error"),
+        trace=stack("trace"),
+        trace_stderr=stack("trace_stderr"),
+        hvps=stack("hvps").astype(np.int64),
+        thetas=stack("thetas"),
         curve_epochs=np.arange(records, dtype=np.float64),
-        accuracy_curve=stack("accuracy_curve"), n_train=clean.n_train, params=int(points[0]["params"][0]),
+        accuracy_curve=stack("accuracy_curve"),
+        n_train=clean.n_train,
+        params=int(points[0]["params"][0]),
         config=asdict(config),
     )

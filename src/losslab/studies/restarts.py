@@ -79,15 +79,36 @@ class RestartProblem:
 
 PROBLEMS: dict[str, RestartProblem] = {
     "xor": RestartProblem(
-        "mlp:2-2-1,act=tanh", "xor", "bce", "gd", 1.0, None, 2000, 0.05,
+        "mlp:2-2-1,act=tanh",
+        "xor",
+        "bce",
+        "gd",
+        1.0,
+        None,
+        2000,
+        0.05,
         "XOR 2-2-1, tanh, logistic output: stalls at (ln 2)/2 with two points at p = 1/2",
     ),
     "teacher": RestartProblem(
-        "mlp:10-4-1", "teacher:n=500,d=10,hidden=4", "mse", "adam", 0.03, None, 3000, 1e-6,
+        "mlp:10-4-1",
+        "teacher:n=500,d=10,hidden=4",
+        "mse",
+        "adam",
+        0.03,
+        None,
+        3000,
+        1e-6,
         "student of the teacher's width (4 ReLU units): spurious minima (Safran & Shamir 2018)",
     ),
     "digits": RestartProblem(
-        "mlp:64-32-10", "digits", "cross_entropy", "sgd", 0.1, 64, 1150, 0.1,
+        "mlp:64-32-10",
+        "digits",
+        "cross_entropy",
+        "sgd",
+        0.1,
+        64,
+        1150,
+        0.1,
         "digits MLP with SGD: every restart reaches the target",
     ),
 }
@@ -141,12 +162,22 @@ class RestartsConfig:
         """The problems to run, by name, with this config's overrides applied."""
         if self.model is not None or self.data is not None:
             base = PROBLEMS["digits"]
-            problems = {"custom": replace(base, model=self.model or base.model, data=self.data or base.data,
-                                          loss=self.loss, note="user problem")}
+            problems = {
+                "custom": replace(
+                    base,
+                    model=self.model or base.model,
+                    data=self.data or base.data,
+                    loss=self.loss,
+                    note="user problem",
+                )
+            }
         else:
             problems = {name: PROBLEMS[name] for name in self.problems}
-        overrides = {key: getattr(self, key) for key in ("optimizer", "lr", "batch_size", "steps", "target_loss")
-                     if getattr(self, key) is not None}
+        overrides = {
+            key: getattr(self, key)
+            for key in ("optimizer", "lr", "batch_size", "steps", "target_loss")
+            if getattr(self, key) is not None
+        }
         if self.steps is None:  # the budget scales each problem's own step count, never an explicit one
             problems = {name: replace(p, steps=max(1, round(p.steps * self.budget))) for name, p in problems.items()}
         return {name: replace(p, **overrides) for name, p in problems.items()}
@@ -194,13 +225,20 @@ class RestartsProblemResult:
         }
         if np.isfinite(self.test_accuracy).any():
             acc = finite(self.test_accuracy)
-            out.update(test_accuracy_mean=float(acc.mean()), test_accuracy_std=float(acc.std()),
-                       test_accuracy_min=float(acc.min()), test_accuracy_max=float(acc.max()))
+            out.update(
+                test_accuracy_mean=float(acc.mean()),
+                test_accuracy_std=float(acc.std()),
+                test_accuracy_min=float(acc.min()),
+                test_accuracy_max=float(acc.max()),
+            )
         elif np.isfinite(self.train_accuracy).any():
             out["train_accuracy_mean"] = float(finite(self.train_accuracy).mean())
         if len(self.pairs):
-            out.update(pairs=len(self.pairs), barrier_naive_median=float(np.nanmedian(self.barrier_naive)),
-                       barrier_aligned_median=float(np.nanmedian(self.barrier_aligned)))
+            out.update(
+                pairs=len(self.pairs),
+                barrier_naive_median=float(np.nanmedian(self.barrier_naive)),
+                barrier_aligned_median=float(np.nanmedian(self.barrier_aligned)),
+            )
         return out
 
 
@@ -235,14 +273,21 @@ def _run_problem(problem: RestartProblem, config: RestartsConfig, device: str, d
     data = load_data(problem.data)
     objective = Objective(build_model(problem.model, seed=config.seed), problem.loss, data, device=device, dtype=dtype)
     seeds = [config.seed + k for k in range(config.seeds)]
-    train_config = TrainConfig(optimizer=problem.optimizer, lr=problem.lr, batch_size=problem.batch_size,
-                               steps=problem.steps, record_every=problem.steps, seed=config.seed)
+    train_config = TrainConfig(
+        optimizer=problem.optimizer,
+        lr=problem.lr,
+        batch_size=problem.batch_size,
+        steps=problem.steps,
+        record_every=problem.steps,
+        seed=config.seed,
+    )
     result = train_ensemble(objective, train_config, thetas=init_thetas(problem.model, seeds, objective), seeds=seeds)
     final = {key: result.history[key][-1] for key in ("loss", "accuracy", "test_loss", "test_accuracy")}
     thetas = torch.as_tensor(result.thetas)
     finite = np.isfinite(final["loss"])
-    grad_norm = np.array([float(objective.grad(theta).norm()) if ok else np.nan
-                          for theta, ok in zip(thetas, finite, strict=True)])
+    grad_norm = np.array(
+        [float(objective.grad(theta).norm()) if ok else np.nan for theta, ok in zip(thetas, finite, strict=True)]
+    )
     pairs = choose_pairs(config.seeds, config.max_pairs, config.seed)
     t = np.linspace(0.0, 1.0, config.points)
     naive, aligned = np.full((len(pairs), config.points), np.nan), np.full((len(pairs), config.points), np.nan)
@@ -250,15 +295,24 @@ def _run_problem(problem: RestartProblem, config: RestartsConfig, device: str, d
     for p, (i, j) in enumerate(pairs):
         if not (finite[i] and finite[j]):
             continue  # a diverged run has no line to evaluate
-        link = connect(objective, thetas[i], thetas[j], align=config.align, points=config.points, test=False,
-                       seed=config.seed)
+        link = connect(
+            objective, thetas[i], thetas[j], align=config.align, points=config.points, test=False, seed=config.seed
+        )
         naive[p], aligned[p] = link.paths["naive"].values["train_loss"], link.paths["aligned"].values["train_loss"]
         bar_naive[p] = link.paths["naive"].barrier("train_loss").height
         bar_aligned[p] = link.paths["aligned"].barrier("train_loss").height
     return {
-        "seeds": np.asarray(seeds, dtype=np.int64), **{k: np.asarray(v, dtype=np.float64) for k, v in final.items()},
-        "grad_norm": grad_norm, "thetas": result.thetas, "steps": result.steps.astype(np.int64), "pairs": pairs, "t": t,
-        "barrier_naive": bar_naive, "barrier_aligned": bar_aligned, "curve_naive": naive, "curve_aligned": aligned,
+        "seeds": np.asarray(seeds, dtype=np.int64),
+        **{k: np.asarray(v, dtype=np.float64) for k, v in final.items()},
+        "grad_norm": grad_norm,
+        "thetas": result.thetas,
+        "steps": result.steps.astype(np.int64),
+        "pairs": pairs,
+        "t": t,
+        "barrier_naive": bar_naive,
+        "barrier_aligned": bar_aligned,
+        "curve_naive": naive,
+        "curve_aligned": aligned,
     }
 
 
@@ -274,18 +328,32 @@ def restarts(config: RestartsConfig, context: StudyContext) -> RestartsResult:
     problems = config.resolved()
     names = list(problems)
     device, dtype = context.device, context.dtype  # the pieces may be shipped to Ray workers: not the context
-    points = context.sweep("restarts", asdict(config), len(names),
-                           lambda i: _run_problem(problems[names[i]], config, device, dtype))
+    points = context.sweep(
+        "restarts", asdict(config), len(names), lambda i: _run_problem(problems[names[i]], config, device, dtype)
+    )
     out = []
     for name, arrays in zip(names, points, strict=True):
         problem = problems[name]
-        out.append(RestartsProblemResult(
-            name=name, problem=asdict(problem), seeds=arrays["seeds"], train_loss=arrays["loss"],
-            train_accuracy=arrays["accuracy"], test_loss=arrays["test_loss"], test_accuracy=arrays["test_accuracy"],
-            grad_norm=arrays["grad_norm"], thetas=arrays["thetas"], steps=arrays["steps"],
-            reached=arrays["loss"] <= problem.target_loss,
-            target_loss=problem.target_loss, pairs=arrays["pairs"], t=arrays["t"],
-            barrier_naive=arrays["barrier_naive"], barrier_aligned=arrays["barrier_aligned"],
-            curve_naive=arrays["curve_naive"], curve_aligned=arrays["curve_aligned"],
-        ))
+        out.append(
+            RestartsProblemResult(
+                name=name,
+                problem=asdict(problem),
+                seeds=arrays["seeds"],
+                train_loss=arrays["loss"],
+                train_accuracy=arrays["accuracy"],
+                test_loss=arrays["test_loss"],
+                test_accuracy=arrays["test_accuracy"],
+                grad_norm=arrays["grad_norm"],
+                thetas=arrays["thetas"],
+                steps=arrays["steps"],
+                reached=arrays["loss"] <= problem.target_loss,
+                target_loss=problem.target_loss,
+                pairs=arrays["pairs"],
+                t=arrays["t"],
+                barrier_naive=arrays["barrier_naive"],
+                barrier_aligned=arrays["barrier_aligned"],
+                curve_naive=arrays["curve_naive"],
+                curve_aligned=arrays["curve_aligned"],
+            )
+        )
     return RestartsResult(out, asdict(config))

@@ -76,8 +76,9 @@ class SaddlesConfig:
         check_float(self.init_scale, "init_scale", owner, low=0.0, low_open=True)
         check_float(self.lr, "lr", owner, low=0.0, low_open=True)
         if self.optimizer not in OPTIMIZERS:
-            raise UserError(f"The 'optimizer' parameter of {owner} must be one of {', '.join(OPTIMIZERS)}. "
-                            f"Got {self.optimizer!r}.")
+            raise UserError(
+                f"The 'optimizer' parameter of {owner} must be one of {', '.join(OPTIMIZERS)}. Got {self.optimizer!r}."
+            )
         check_int(self.steps, "steps", owner, low=1)
         check_int(self.checkpoints, "checkpoints", owner, low=1, high=self.steps)
         if self.tau is not None:
@@ -161,20 +162,31 @@ def saddles(config: SaddlesConfig, context: StudyContext) -> SaddlesResult:
     data = load_data(config.data)
     if config.train_size is not None and config.train_size < data.n_train:
         data = subset(data, config.train_size, config.seed)
-    objective = Objective(build_model(config.model, seed=config.seed), config.loss, data,
-                          device=context.device, dtype=context.dtype)
+    objective = Objective(
+        build_model(config.model, seed=config.seed), config.loss, data, device=context.device, dtype=context.dtype
+    )
     every = config.steps // config.checkpoints
     key = asdict(config)
 
     def run(_: int) -> dict[str, np.ndarray]:
-        train_config = TrainConfig(optimizer=config.optimizer, lr=config.lr, batch_size=config.batch_size,
-                                   steps=config.steps, record_every=max(1, every // 5), snapshot_every=every,
-                                   seed=config.seed)
+        train_config = TrainConfig(
+            optimizer=config.optimizer,
+            lr=config.lr,
+            batch_size=config.batch_size,
+            steps=config.steps,
+            record_every=max(1, every // 5),
+            snapshot_every=every,
+            seed=config.seed,
+        )
         result = train(objective, train_config, theta=objective.theta0 * config.init_scale, test=False)
         if result.stopped == "diverged":
             raise UserError(f"The saddles run diverged at step {result.steps} (lr={config.lr:g}): lower lr.")
-        return {"snapshots": result.snapshots, "snapshot_steps": result.snapshot_steps,
-                "record_steps": result.history["step"], "record_loss": result.history["loss"]}
+        return {
+            "snapshots": result.snapshots,
+            "snapshot_steps": result.snapshot_steps,
+            "record_steps": result.history["step"],
+            "record_loss": result.history["loss"],
+        }
 
     (trajectory,) = context.sweep("saddles-run", key, 1, run)
     snapshots = trajectory["snapshots"]
@@ -185,10 +197,23 @@ def saddles(config: SaddlesConfig, context: StudyContext) -> SaddlesResult:
         accuracy = objective.metrics(theta)["accuracy"]
         index = saddle_index(hessian_operator(objective, theta), tau=config.tau, k=config.bottom, seed=config.seed)
         return {
-            "values": np.array([float(value), float(grad.norm()), np.nan if accuracy is None else accuracy,
-                                index.lambda_min, index.lambda_min_residual, index.lambda_max, index.ratio,
-                                index.fraction, index.fraction_low, index.fraction_high, index.tau]),
-            "count_lower": np.array([index.count_lower, index.hvps]), "verdict": np.array(index.verdict),
+            "values": np.array(
+                [
+                    float(value),
+                    float(grad.norm()),
+                    np.nan if accuracy is None else accuracy,
+                    index.lambda_min,
+                    index.lambda_min_residual,
+                    index.lambda_max,
+                    index.ratio,
+                    index.fraction,
+                    index.fraction_low,
+                    index.fraction_high,
+                    index.tau,
+                ]
+            ),
+            "count_lower": np.array([index.count_lower, index.hvps]),
+            "verdict": np.array(index.verdict),
         }
 
     points = context.sweep("saddles", key, len(snapshots), checkpoint)
@@ -198,13 +223,28 @@ def saddles(config: SaddlesConfig, context: StudyContext) -> SaddlesResult:
     # The Lanczos λmin is an upper bound on the smallest eigenvalue (interlacing), so
     # λmin ≤ −c·λmax certifies that much negative curvature.
     plateau = (grad_norm <= config.plateau_grad * np.nanmax(grad_norm)) & (
-        lam_min <= -config.plateau_curvature * lam_max)
+        lam_min <= -config.plateau_curvature * lam_max
+    )
     return SaddlesResult(
-        steps=trajectory["snapshot_steps"], loss=loss, accuracy=values[:, 2], grad_norm=grad_norm,
-        lambda_min=lam_min, lambda_min_residual=values[:, 4], lambda_max=lam_max, ratio=values[:, 6],
-        index=values[:, 7], index_low=values[:, 8], index_high=values[:, 9], count_lower=counts[:, 0],
-        tau=values[:, 10], verdict=[str(p["verdict"]) for p in points], plateau=plateau, hvps=counts[:, 1],
-        record_steps=trajectory["record_steps"], record_loss=trajectory["record_loss"], snapshots=snapshots,
+        steps=trajectory["snapshot_steps"],
+        loss=loss,
+        accuracy=values[:, 2],
+        grad_norm=grad_norm,
+        lambda_min=lam_min,
+        lambda_min_residual=values[:, 4],
+        lambda_max=lam_max,
+        ratio=values[:, 6],
+        index=values[:, 7],
+        index_low=values[:, 8],
+        index_high=values[:, 9],
+        count_lower=counts[:, 0],
+        tau=values[:, 10],
+        verdict=[str(p["verdict"]) for p in points],
+        plateau=plateau,
+        hvps=counts[:, 1],
+        record_steps=trajectory["record_steps"],
+        record_loss=trajectory["record_loss"],
+        snapshots=snapshots,
         params=objective.dim,
         config=asdict(config),
     )

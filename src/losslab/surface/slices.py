@@ -348,7 +348,7 @@ def plane(
         trajectory,
         seconds,
         computed,
-        objective._many_path(),
+        objective.many_path,
         scale,
     )
 

@@ -30,7 +30,9 @@ class FlatOptimizer:
         self.m = torch.zeros_like(like) if config.optimizer == "adam" else None
         self.v = torch.zeros_like(like) if config.optimizer == "adam" else None
 
-    def step(self, theta: torch.Tensor, grad: torch.Tensor, lr: float, active: torch.Tensor | None = None) -> torch.Tensor:
+    def step(
+        self, theta: torch.Tensor, grad: torch.Tensor, lr: float, active: torch.Tensor | None = None
+    ) -> torch.Tensor:
         if active is None or bool(active.all()):
             self._step(theta, grad, lr, self.buf, self.m, self.v, self.t)
             return theta
@@ -45,8 +47,16 @@ class FlatOptimizer:
                 full[rows] = new
         return theta
 
-    def _step(self, theta: torch.Tensor, grad: torch.Tensor, lr: float, buf: torch.Tensor | None,
-              m: torch.Tensor | None, v: torch.Tensor | None, t: torch.Tensor) -> None:
+    def _step(
+        self,
+        theta: torch.Tensor,
+        grad: torch.Tensor,
+        lr: float,
+        buf: torch.Tensor | None,
+        m: torch.Tensor | None,
+        v: torch.Tensor | None,
+        t: torch.Tensor,
+    ) -> None:
         c = self.config
         t += 1
         if c.weight_decay:

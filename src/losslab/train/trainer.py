@@ -111,8 +111,15 @@ class EnsembleResult:
         history = {key: (v if v.ndim == 1 else v[:, k]) for key, v in self.history.items()}
         empty = np.zeros((0, self.thetas.shape[1]), dtype=np.float32)
         return TrainResult(
-            self.thetas[k], self.thetas_init[k], history, empty, np.zeros(0, dtype=np.int64),
-            int(self.steps[k]), self.stopped[k], self.wall_seconds, {**self.config, "seed": int(self.seeds[k])},
+            self.thetas[k],
+            self.thetas_init[k],
+            history,
+            empty,
+            np.zeros(0, dtype=np.int64),
+            int(self.steps[k]),
+            self.stopped[k],
+            self.wall_seconds,
+            {**self.config, "seed": int(self.seeds[k])},
         )
 
     def summary(self) -> dict[str, Any]:
@@ -133,8 +140,15 @@ _KEYS = ("epoch", "lr", "loss", "accuracy", "test_loss", "test_accuracy", "batch
 class _Loop:
     """Budget, batch order, records and stopping, shared by `train` and `train_ensemble`."""
 
-    def __init__(self, objective: Objective, config: TrainConfig, seeds: Sequence[int], test: Objective | None,
-                 callbacks: Sequence[Callback], progress: Callable[[int, int], None] | None) -> None:
+    def __init__(
+        self,
+        objective: Objective,
+        config: TrainConfig,
+        seeds: Sequence[int],
+        test: Objective | None,
+        callbacks: Sequence[Callback],
+        progress: Callable[[int, int], None] | None,
+    ) -> None:
         self.objective, self.config, self.test = objective, config, test
         self.callbacks, self.progress = callbacks, progress
         self.n = objective.n
@@ -168,10 +182,14 @@ class _Loop:
         as_np = lambda t: nan if t is None else t.double().cpu().numpy()  # noqa: E731
         mean = lambda xs: torch.stack(xs).mean(0).reshape(-1).double().cpu().numpy() if xs else nan  # noqa: E731
         row = {
-            "epoch": step / self.per_epoch, "lr": lr,
-            "loss": as_np(train["loss"]), "accuracy": as_np(train["accuracy"]),
-            "test_loss": as_np(test["loss"]), "test_accuracy": as_np(test["accuracy"]),
-            "batch_loss": mean(self.pending_loss), "grad_norm": mean(self.pending_norm),
+            "epoch": step / self.per_epoch,
+            "lr": lr,
+            "loss": as_np(train["loss"]),
+            "accuracy": as_np(train["accuracy"]),
+            "test_loss": as_np(test["loss"]),
+            "test_accuracy": as_np(test["accuracy"]),
+            "batch_loss": mean(self.pending_loss),
+            "grad_norm": mean(self.pending_norm),
         }
         self.pending_loss, self.pending_norm = [], []
         self.history["step"].append(step)
@@ -276,9 +294,15 @@ def train(
         snapshots.append(_snapshot(theta))
         snapshot_steps.append(step)
     return TrainResult(
-        theta=theta.detach().cpu().numpy().copy(), theta_init=theta_init.cpu().numpy(), history=loop.arrays(member=0),
-        snapshots=np.stack(snapshots), snapshot_steps=np.asarray(snapshot_steps, dtype=np.int64),
-        steps=step, stopped=stopped, wall_seconds=time.perf_counter() - start_time, config=config.to_dict(),
+        theta=theta.detach().cpu().numpy().copy(),
+        theta_init=theta_init.cpu().numpy(),
+        history=loop.arrays(member=0),
+        snapshots=np.stack(snapshots),
+        snapshot_steps=np.asarray(snapshot_steps, dtype=np.int64),
+        steps=step,
+        stopped=stopped,
+        wall_seconds=time.perf_counter() - start_time,
+        config=config.to_dict(),
         buffers={k: v.detach().cpu().numpy().copy() for k, v in objective.buffers.items()} if bn else {},
     )
 
@@ -305,7 +329,10 @@ def train_ensemble(
         raise UserError("Seed ensembles do not support batch norm yet: train the seeds one by one with train().")
     thetas = torch.as_tensor(thetas)
     if thetas.ndim != 2 or thetas.shape[0] != len(seeds):
-        raise UserError(f"train_ensemble needs thetas [K, D] with one row per seed; got {tuple(thetas.shape)} for {len(seeds)} seeds.")
+        raise UserError(
+            f"train_ensemble needs thetas [K, D] with one row per seed; "
+            f"got {tuple(thetas.shape)} for {len(seeds)} seeds."
+        )
     theta = torch.stack([objective.as_theta(t, f"thetas[{k}]") for k, t in enumerate(thetas)])
     theta_init = theta.clone()
     K = len(seeds)
@@ -344,8 +371,13 @@ def train_ensemble(
     if loop.history["step"][-1] != step:
         loop.record(step, theta, config.lr_at(step, loop.total))
     return EnsembleResult(
-        thetas=theta.cpu().numpy(), thetas_init=theta_init.cpu().numpy(), seeds=np.asarray(seeds, dtype=np.int64),
-        history=loop.arrays(), steps=steps_done, stopped=stopped, wall_seconds=time.perf_counter() - start_time,
+        thetas=theta.cpu().numpy(),
+        thetas_init=theta_init.cpu().numpy(),
+        seeds=np.asarray(seeds, dtype=np.int64),
+        history=loop.arrays(),
+        steps=steps_done,
+        stopped=stopped,
+        wall_seconds=time.perf_counter() - start_time,
         config=config.to_dict(),
     )
 
