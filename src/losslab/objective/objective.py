@@ -340,11 +340,12 @@ class Objective:
                                 self._outputs, in_dims=(0, None)
                             )(block, X)
                         )
-                        losses[start : start + chunk] += torch.vmap(self.loss_fn.sum, in_dims=(0, None))(out, y)
+                        fn = self.loss_fn
+                        sum_many = fn.sum_many or torch.vmap(fn.sum, in_dims=(0, None))
+                        losses[start : start + chunk] += sum_many(out, y)
                         if want_acc:
-                            correct[start : start + chunk] += torch.vmap(self.loss_fn.correct, in_dims=(0, None))(
-                                out, y
-                            )  # type: ignore[arg-type]
+                            correct_many = fn.correct_many or torch.vmap(fn.correct, in_dims=(0, None))  # type: ignore[arg-type]
+                            correct[start : start + chunk] += correct_many(out, y)
         return {"loss": losses / self.n, "accuracy": correct / self.n if want_acc else None}
 
     @property
