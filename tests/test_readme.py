@@ -34,8 +34,9 @@ def test_readme_opens_with_install_and_test_commands_that_ci_runs() -> None:
 
 def test_python_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
+    namespace = {"__name__": "readme"}  # blocks continue one another, as the README reads
     for body in blocks("python"):
-        exec(compile(body, "README.md", "exec"), {"__name__": "readme"})
+        exec(compile(body, "README.md", "exec"), namespace)
 
 
 def test_cli_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
