@@ -61,15 +61,6 @@ class PathEvaluation:
         return out
 
 
-def _test_split(objective: Objective, test: Objective | bool | None) -> Objective | None:
-    """The objective of the test split: given, derived from ``objective``'s data, or None."""
-    if isinstance(test, Objective):
-        return test
-    if test and objective.dataset.has_test and objective.split == "train":
-        return objective.on(split="test")
-    return None
-
-
 def _curves(
     objective: Objective,
     test: Objective | None,
@@ -108,7 +99,7 @@ def evaluate_path(
     thetas = path.thetas(t)
     if repair is not None:
         thetas = torch.stack([repair(theta, float(ti)) for theta, ti in zip(thetas, t, strict=True)])
-    test_obj = _test_split(objective, test)
+    test_obj = objective.test_objective(test)
     bn = has_batch_norm(objective.model)
     same_buffers = all(torch.equal(path.start.buffers[k], path.end.buffers[k]) for k in path.start.buffers)
     if not bn and same_buffers:

@@ -171,6 +171,17 @@ class Objective:
             other._check_model()
         return other
 
+    def test_objective(self, test: Objective | bool | None = True) -> Objective | None:
+        """The objective analyses report beside this one: ``test`` itself when it is an Objective;
+        for ``True``, the test split of this data (when this is the train split and a test split exists);
+        otherwise None.
+        """
+        if isinstance(test, Objective):
+            return test
+        if test and self.dataset.has_test and self.split == "train":
+            return self.on(split="test")
+        return None
+
     def with_buffers(self, buffers: dict[str, torch.Tensor]) -> Objective:
         """The same objective with other buffers (batch-norm statistics re-estimated at a new θ).
 

@@ -252,7 +252,7 @@ def train(
         objective = objective.with_buffers({k: v.clone() for k, v in objective.buffers.items()})
         if isinstance(test, Objective):
             test = test.with_buffers(objective.buffers)  # the same tensors: updated as training runs
-    test_obj = _test_objective(objective, test)
+    test_obj = objective.test_objective(test)
     loop = _Loop(objective, config, [config.seed], test_obj, callbacks, progress)
     optimizer = FlatOptimizer(config, theta)
     snapshots: list[np.ndarray] = [_snapshot(theta)]
@@ -336,7 +336,7 @@ def train_ensemble(
     theta = torch.stack([objective.as_theta(t, f"thetas[{k}]") for k, t in enumerate(thetas)])
     theta_init = theta.clone()
     K = len(seeds)
-    test_obj = _test_objective(objective, test)
+    test_obj = objective.test_objective(test)
     loop = _Loop(objective, config, seeds, test_obj, callbacks, progress)
     optimizer = FlatOptimizer(config, theta)
     grad_fn = torch.vmap(torch.func.grad_and_value(objective.batch_loss))
@@ -392,14 +392,6 @@ def _freeze(active: torch.Tensor, stopped: list[str], which: np.ndarray, reason:
         if active[k]:
             active[k] = False
             stopped[k] = reason
-
-
-def _test_objective(objective: Objective, test: Objective | None | bool) -> Objective | None:
-    if isinstance(test, Objective):
-        return test
-    if test and objective.dataset.has_test and objective.split == "train":
-        return objective.on(split="test")
-    return None
 
 
 def init_thetas(model: str, seeds: Sequence[int], objective: Objective) -> torch.Tensor:
