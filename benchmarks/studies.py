@@ -129,6 +129,16 @@ def anchors(name: str, result: Any) -> list[dict[str, Any]]:
         return [
             _check("MNIST-1D authors: test-error peak near h ≈ 50–60", peak, 40 <= peak <= 80),
             _check(
+                "MNIST-1D authors: training error first reaches zero near h ≈ 50–60",
+                threshold,
+                threshold is not None and 40 <= threshold <= 80,
+            ),
+            _check(
+                "the test-loss peak sits at the interpolation threshold",
+                int(result.widths[int(np.argmax(result.test_loss))]),
+                threshold is not None and int(result.widths[int(np.argmax(result.test_loss))]) == threshold,
+            ),
+            _check(
                 "the peak sits near the interpolation threshold (peak / threshold)",
                 None if threshold is None else round(peak / threshold, 3),
                 threshold is not None and 0.5 <= peak / threshold <= 2,

@@ -85,6 +85,8 @@ class DoubleDescentResult:
             "test_error_at_peak": float(self.test_error[list(self.widths).index(self.peak_width)]),
             "best_width": int(self.widths[best]),
             "best_test_error": float(self.test_error[best]),
+            # the test *loss* peaks more sharply than the error (Nakkiran et al. 2020 show both)
+            "test_loss_peak_width": int(self.widths[int(np.argmax(self.test_loss))]),
             "n_train": self.n_train,
             "params_at_threshold": None
             if self.interpolation_threshold is None
