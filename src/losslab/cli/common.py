@@ -20,7 +20,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -32,6 +31,14 @@ from losslab.models import build_model, load_checkpoint
 from losslab.objective import Objective, resolve_device, resolve_dtype
 from losslab.store import RunDir, load
 from losslab.store.run import Run
+
+try:  # newer typer carries its own copy of click; older typer re-exports click's exceptions
+    from typer import TyperException as _FrameworkError
+except ImportError:  # pragma: no cover - depends on the installed typer
+    from click.exceptions import ClickException as _FrameworkError
+
+# Exceptions typer itself turns into exit codes and messages; `command` lets them through.
+_FRAMEWORK_EXCEPTIONS = (typer.Exit, typer.Abort, _FrameworkError)
 
 __all__ = [
     "Setup",
@@ -102,7 +109,7 @@ def command(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (typer.Exit, click.exceptions.ClickException, click.exceptions.Abort):
+        except _FRAMEWORK_EXCEPTIONS:
             raise
         except UserError as exc:
             if os.environ.get("LOSSLAB_DEBUG"):
