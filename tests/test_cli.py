@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -27,6 +29,13 @@ def test_version_and_info() -> None:
     info = invoke("info", "--json")
     facts = json.loads(info.stdout)
     assert info.exit_code == 0 and facts["threads"] >= 1 and "torch" in facts
+
+
+def test_the_cli_needs_only_the_declared_dependencies() -> None:
+    # click arrives here only through ray (a test extra); a plain install has typer's own copy.
+    code = "import sys; sys.modules['click'] = None; from losslab.cli import app; print('ok')"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
 
 
 def test_train_writes_a_complete_reloadable_run(tmp_path: Path) -> None:
