@@ -29,6 +29,7 @@ from losslab.data import Dataset, load_data
 from losslab.errors import UserError
 from losslab.models import build_model, load_checkpoint
 from losslab.objective import Objective, resolve_device, resolve_dtype
+from losslab.objective.cost import Estimate
 from losslab.store import RunDir, load
 from losslab.store.run import Run
 
@@ -41,10 +42,12 @@ except ImportError:  # pragma: no cover - depends on the installed typer
 _FRAMEWORK_EXCEPTIONS = (typer.Exit, typer.Abort, _FrameworkError)
 
 __all__ = [
+    "EstimateOpt",
     "Setup",
     "command",
     "default_model",
     "emit",
+    "emit_estimate",
     "finish",
     "open_run",
     "progress_bar",
@@ -96,6 +99,13 @@ JsonOpt = Annotated[
 ]
 LabelNoiseOpt = Annotated[
     float | None, typer.Option("--label-noise", help="Fraction of training labels replaced by random labels (0 … 1).")
+]
+EstimateOpt = Annotated[
+    bool,
+    typer.Option(
+        "--estimate",
+        help="Time the unit of work here, print the work and the predicted time, and exit; writes nothing.",
+    ),
 ]
 RayOpt = Annotated[
     str | None, typer.Option("--ray", help="Run independent pieces on Ray: 'local' or a cluster ADDRESS.")
@@ -302,6 +312,44 @@ def emit(path: Path, manifest: dict[str, Any], json_out: bool) -> None:
         table.add_row(key, value)
     stdout.print(table)
     stdout.print(f"report: {path / 'report.html'}", markup=False)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.3g} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.3g} min"
+    return f"{seconds / 3600:.3g} h"
+
+
+def emit_estimate(estimate: Estimate, json_out: bool) -> None:
+    """The work a command would do and its predicted time: one JSON object (--json) or a table."""
+    if json_out:
+        sys.stdout.write(json.dumps({"estimate": estimate.to_dict()}) + "\n")
+        sys.stdout.flush()
+        return
+    table = Table(title=f"losslab {estimate.command}: estimate (nothing was run or written)")
+    for column in ("work", "count", "per unit", "time"):
+        table.add_column(column, justify="left" if column == "work" else "right")
+    for w in estimate.work:
+        count = f"{w.count:,}" if w.count is not None else f"≤ {w.bound:,}"
+        seconds = w.seconds if w.seconds is not None else w.bound_seconds
+        time_text = _duration(seconds) if w.count is not None else f"≤ {_duration(seconds)}"
+        table.add_row(w.what, count, f"{w.unit_seconds * 1e3:.3g} ms", time_text)
+    stdout.print(table)
+    known, bound = estimate.seconds, estimate.bound_seconds
+    if known == 0:
+        stdout.print(f"predicted: at most {_duration(bound)}; every count depends on a stopping rule", markup=False)
+    elif bound > known * (1 + 1e-9):
+        stdout.print(
+            f"predicted: {_duration(known)} of fixed work; at most {_duration(bound)} "
+            "if every stopping rule runs to its budget",
+            markup=False,
+        )
+    else:
+        stdout.print(f"predicted: {_duration(known)}", markup=False)
+    for note in estimate.notes:
+        stdout.print(note, markup=False)
 
 
 def _rows(summary: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, str]]:

@@ -15,6 +15,7 @@ from losslab.cli.common import (
     DataOpt,
     DeviceOpt,
     DtypeOpt,
+    EstimateOpt,
     ForceOpt,
     JsonOpt,
     LabelNoiseOpt,
@@ -24,6 +25,7 @@ from losslab.cli.common import (
     SeedOpt,
     Setup,
     command,
+    emit_estimate,
     finish,
     open_run,
     progress_bar,
@@ -41,6 +43,7 @@ from losslab.curvature import (
     slq,
     xtrace,
 )
+from losslab.curvature.cost import estimate_curvature
 from losslab.errors import UserError, check_choice, check_float, check_int
 from losslab.store.serialize import decode, encode
 
@@ -124,6 +127,7 @@ def hessian_command(
     eps: Annotated[float, typer.Option(help="Box size of epsilon-sharpness (Keskar et al. 2017).")] = 1e-3,
     rho: Annotated[float, typer.Option(help="Radius of adaptive sharpness (Kwon et al. 2021, l2).")] = 0.1,
     sigma: Annotated[float, typer.Option(help="Noise scale of average-case sharpness.")] = 0.01,
+    estimate: EstimateOpt = False,
 ) -> None:
     """Curvature at a checkpoint: eigenpairs with residuals, trace, density, saddle, sharpness."""
     setup = Setup(model, data, checkpoint, loss, device, dtype, seed, label_noise)
@@ -192,6 +196,21 @@ def hessian_command(
         "pieces": pieces,
     }
     run_config = {**setup.config(), "hessian": settings}
+    if estimate:
+        cost = estimate_curvature(
+            at,
+            top=top,
+            bottom=bottom,
+            max_hvps=max_hvps,
+            trace=trace_method if trace else None,
+            trace_max_hvps=trace_max_hvps,
+            density=(starts, steps) if density else None,
+            sharpness=sharp,
+            per_layer=layers,
+            ggn=ggn,
+        )
+        emit_estimate(cost, json_out)
+        return
     with open_run(
         "hessian",
         out,

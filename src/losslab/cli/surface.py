@@ -15,6 +15,7 @@ from losslab.cli.common import (
     DataOpt,
     DeviceOpt,
     DtypeOpt,
+    EstimateOpt,
     ForceOpt,
     JsonOpt,
     LabelNoiseOpt,
@@ -25,6 +26,7 @@ from losslab.cli.common import (
     SeedOpt,
     Setup,
     command,
+    emit_estimate,
     finish,
     open_run,
     progress_bar,
@@ -33,6 +35,7 @@ from losslab.cli.demo import demo_step
 from losslab.errors import UserError, check_choice, check_int
 from losslab.models import build_model
 from losslab.objective import Objective
+from losslab.objective.cost import Estimate, Work, seconds_per_point
 from losslab.parallel import get_executor
 from losslab.store import load
 from losslab.surface import (
@@ -139,6 +142,7 @@ def surface_command(
     rows_per_chunk: Annotated[
         int | None, typer.Option(help="Grid rows per resumable piece (default: ≈256 points).")
     ] = None,
+    estimate: EstimateOpt = False,
 ) -> None:
     """Loss (and accuracy) on a plane or line through θ: L(θ + a d₁ + b d₂); resumable."""
     check_choice(dirs, "dirs", "surface", DIRECTION_KINDS)
@@ -249,6 +253,20 @@ def surface_command(
         y_lo, y_hi = y_range if y_range is not None else (range_ if range_ is not None else axis_range(None, 1))
         b = axis(y_lo, y_hi, y_steps or steps, name="y_range")
         config.update(y_steps=y_steps or steps, y_range=[y_lo, y_hi], rows_per_chunk=rows_per_chunk)
+    if estimate:
+        points = len(a) if line_only else len(a) * len(b)
+        work = [
+            Work(
+                f"grid points, train split ({objective.n:,} rows)", points, points, seconds_per_point(objective, theta)
+            )
+        ]
+        if test is not None:
+            work.append(
+                Work(f"grid points, test split ({test.n:,} rows)", points, points, seconds_per_point(test, theta))
+            )
+        notes = [f"Evaluated on the '{objective.many_path}' path; a resumed run skips the pieces already saved."]
+        emit_estimate(Estimate("surface", work, notes), json_out)
+        return
     with open_run(
         "surface",
         out,

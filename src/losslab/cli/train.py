@@ -12,6 +12,7 @@ from losslab.cli.common import (
     DataOpt,
     DeviceOpt,
     DtypeOpt,
+    EstimateOpt,
     ForceOpt,
     JsonOpt,
     LabelNoiseOpt,
@@ -21,6 +22,7 @@ from losslab.cli.common import (
     SeedOpt,
     Setup,
     command,
+    emit_estimate,
     finish,
     open_run,
     progress_bar,
@@ -29,6 +31,7 @@ from losslab.curvature import SharpnessTracker
 from losslab.errors import UserError, check_int
 from losslab.models import save_checkpoint
 from losslab.train import TrainConfig, init_thetas, train, train_ensemble
+from losslab.train.cost import estimate_training
 
 __all__ = ["train_command"]
 
@@ -66,6 +69,7 @@ def train_command(
         int | None,
         typer.Option("--track-sharpness", metavar="K", help="Record λmax every K steps (edge of stability)."),
     ] = None,
+    estimate: EstimateOpt = False,
 ) -> None:
     """Train a model; writes the metrics, the trajectory, model.pt and init.pt (seed-K.pt per ensemble member)."""
     check_int(seeds, "seeds", "train", low=1)
@@ -96,6 +100,17 @@ def train_command(
     run_config = {**setup.config(), "train": config.to_dict(), "seeds": member_seeds}
     if tracker is not None:
         run_config["track_sharpness"] = track_sharpness
+    thetas = None
+    if seeds > 1:
+        thetas = init_thetas(setup.model_spec, member_seeds, objective)
+        if checkpoint is not None:
+            thetas[:] = objective.theta0
+    if estimate:
+        cost = estimate_training(objective, config, thetas=thetas, seeds=member_seeds)
+        if tracker is not None:
+            cost.notes.append("The λmax tracking (--track-sharpness) is not included.")
+        emit_estimate(cost, json_out)
+        return
     with open_run(
         "train", out, config=run_config, force=force, seeds={"seeds": member_seeds}, device=device, dtype=dtype
     ) as run:
@@ -113,9 +128,6 @@ def train_command(
                     results["sharpness"] = tracker.result()
                     summary["sharpness"] = results["sharpness"].summary()
             else:
-                thetas = init_thetas(setup.model_spec, member_seeds, objective)
-                if checkpoint is not None:
-                    thetas[:] = objective.theta0
                 ensemble = train_ensemble(objective, config, thetas=thetas, seeds=member_seeds, progress=update)
                 model_out = setup.build_model()
                 for k, s in enumerate(member_seeds):

@@ -175,16 +175,23 @@ def _validate(
         )
     check_float(tol, "tol", owner, low=0.0, high=1.0, low_open=True)
     if max_basis is None:
-        # A larger basis restarts less and needs fewer products: bottom-5 of the digits MLP
-        # took 332 products with 40 vectors, 177 with 100 and 137 with 160, and less wall
-        # time too (the products dominate). Up to 160 vectors, within 128 MiB of float64.
-        max_basis = max(3 * want + 20, min(160, (128 << 20) // (8 * d)))
+        max_basis = default_max_basis(want, d)
     check_int(max_basis, "max_basis", owner, low=min(d, want + 2))
     max_basis = min(max_basis, d)
     if max_hvps is None:
         max_hvps = 40 * want + 400
     check_int(max_hvps, "max_hvps", owner, low=want)
     return max_basis, max_hvps
+
+
+def default_max_basis(want: int, d: int) -> int:
+    """Basis vectors kept before a restart when ``want`` eigenpairs of a d × d operator are asked for.
+
+    A larger basis restarts less and needs fewer products: bottom-5 of the digits MLP took
+    332 products with 40 vectors, 177 with 100 and 137 with 160, and less wall time too
+    (the products dominate). Up to 160 vectors, within 128 MiB of float64.
+    """
+    return min(d, max(3 * want + 20, min(160, (128 << 20) // (8 * d))))
 
 
 def _start_vector(start: torch.Tensor | Eigenpairs | None, d: int, device: torch.device, seed: int) -> torch.Tensor:

@@ -31,6 +31,9 @@ from losslab.store import register_result
 
 __all__ = ["LayerCurvature", "per_layer"]
 
+LAYER_MAX_HVPS = 300  # product budget of each layer's λmax run
+LAYER_TRACE_SAMPLES = 100  # Hutchinson probes shared by every layer's trace
+
 
 @register_result
 @dataclass
@@ -65,8 +68,8 @@ def per_layer(
     *,
     ggn: bool = False,
     tol: float = 1e-4,
-    max_hvps: int = 300,
-    trace_samples: int = 100,
+    max_hvps: int = LAYER_MAX_HVPS,
+    trace_samples: int = LAYER_TRACE_SAMPLES,
     seed: int = 0,
 ) -> LayerCurvature:
     """λmax and trace of each layer's diagonal curvature block at θ (the GGN's with ``ggn``)."""

@@ -55,6 +55,10 @@ __all__ = [
     "sharpness",
 ]
 
+ASCENT_STEPS = 20  # projected gradient-ascent steps of ε- and adaptive sharpness
+AVERAGE_SAMPLES = 64  # antithetic pairs of average-case sharpness
+START_HVPS = 60  # product budget of the rough Lanczos run that picks an ascent's start
+
 
 @register_result
 @dataclass
@@ -170,7 +174,7 @@ def _ascent(
         name="scaled hessian",
     )
     # A rough direction is enough to pick the start; ascent refines it.
-    v = torch.as_tensor(lanczos(scaled, 1, tol=1e-3, max_hvps=60, seed=seed).vectors[0]).to(theta)
+    v = torch.as_tensor(lanczos(scaled, 1, tol=1e-3, max_hvps=START_HVPS, seed=seed).vectors[0]).to(theta)
     if float((scale * grad0) @ v) < 0:
         v = -v
     g = torch.Generator().manual_seed(int(seed))
@@ -207,7 +211,7 @@ def _ascent(
 
 
 def epsilon_sharpness(
-    objective: Objective, theta: torch.Tensor, *, eps: float = 1e-3, steps: int = 20, seed: int = 0
+    objective: Objective, theta: torch.Tensor, *, eps: float = 1e-3, steps: int = ASCENT_STEPS, seed: int = 0
 ) -> WorstCaseSharpness:
     """Keskar et al. (2017): 100·(max_{δ∈C_ε} L(θ+δ) − L(θ)) / (1 + L(θ)).
 
@@ -239,7 +243,7 @@ def adaptive_sharpness(
     rho: float = 0.1,
     norm: str = "2",
     eta: float = 0.0,
-    steps: int = 20,
+    steps: int = ASCENT_STEPS,
     seed: int = 0,
 ) -> WorstCaseSharpness:
     """Kwon et al. (2021): max over ‖δ / (|θ| + η)‖_p ≤ ρ of L(θ+δ) − L(θ), p = 2 or 'inf'."""
@@ -258,7 +262,7 @@ def average_sharpness(
     theta: torch.Tensor,
     *,
     sigma: float = 0.01,
-    samples: int = 64,
+    samples: int = AVERAGE_SAMPLES,
     adaptive: bool = False,
     eta: float = 0.0,
     seed: int = 0,
@@ -299,8 +303,8 @@ def sharpness(
     norm: str = "2",
     eta: float = 0.0,
     sigma: float = 0.01,
-    samples: int = 64,
-    steps: int = 20,
+    samples: int = AVERAGE_SAMPLES,
+    steps: int = ASCENT_STEPS,
     top: Eigenpairs | None = None,
     tol: float = 1e-5,
     seed: int = 0,

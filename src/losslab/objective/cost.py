@@ -1,0 +1,129 @@
+"""What a long command will cost, measured on this machine before it runs.
+
+Peer tools start a 101×101 surface or a 1,000-product trace with no idea of how long it
+will take. An `Estimate` times the unit of work (the loss at one parameter point, a
+gradient, a Hessian-vector product, an optimizer step) with the user's model, data,
+dtype and device, and multiplies it by the number of units the command will spend. Where
+that number is only bounded (Lanczos stops when its residuals converge, training when it
+reaches its target) the estimate gives the bound and says so, rather than guess.
+
+>>> import torch
+>>> from torch import nn
+>>> X = torch.randn(40, 3, dtype=torch.float64); y = torch.randn(40, 1, dtype=torch.float64)
+>>> obj = Objective(nn.Linear(3, 1).double(), "mse", (X, y))
+>>> work = Work("grid points", 2601, 2601, seconds_per_point(obj, obj.theta0))
+>>> est = Estimate("surface", [work])
+>>> est.seconds == est.bound_seconds > 0
+True
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from losslab.objective.objective import CurvatureAt, Objective
+
+__all__ = ["Estimate", "Work", "best_seconds", "seconds_per_grad", "seconds_per_hvp", "seconds_per_point"]
+
+
+@dataclass(frozen=True)
+class Work:
+    """``count`` units of one kind of work (``bound`` at most), each taking ``unit_seconds``.
+
+    ``count`` is None where only the bound is known before the run (a stopping rule decides).
+    """
+
+    what: str
+    count: int | None
+    bound: int
+    unit_seconds: float
+
+    @property
+    def seconds(self) -> float | None:
+        return None if self.count is None else self.count * self.unit_seconds
+
+    @property
+    def bound_seconds(self) -> float:
+        return self.bound * self.unit_seconds
+
+
+@dataclass
+class Estimate:
+    """The work a command will do and its predicted wall time (compute only, no figures).
+
+    ``seconds`` counts the work whose amount is known; ``bound_seconds`` assumes every
+    stopping rule runs to its budget. They are equal when every count is known.
+    """
+
+    command: str
+    work: list[Work]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def seconds(self) -> float:
+        return sum(w.seconds or 0.0 for w in self.work)
+
+    @property
+    def bound_seconds(self) -> float:
+        return sum(w.bound_seconds for w in self.work)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "command": self.command,
+            "seconds": self.seconds,
+            "bound_seconds": self.bound_seconds,
+            "work": [
+                {"what": w.what, "count": w.count, "bound": w.bound, "unit_seconds": w.unit_seconds} for w in self.work
+            ],
+            "notes": self.notes,
+        }
+
+
+def best_seconds(fn: Callable[[], object], device: torch.device, repeats: int = 3) -> float:
+    """The fastest of ``repeats`` timed calls of ``fn`` after one untimed warm-up call.
+
+    The minimum, not the mean: on a shared machine the other runs measure the neighbours.
+    """
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def seconds_per_point(objective: Objective, theta: torch.Tensor, *, accuracy: bool = True) -> float:
+    """Seconds per parameter point of `Objective.metrics_many` on the path it takes here.
+
+    Times one block of as many points as the path evaluates at once (so the per-point
+    figure includes its batching gain) at small random offsets from ``theta``.
+    """
+    points = objective._points_per_chunk(objective.many_path) if objective.many_path != "loop" else 1
+    points = max(1, min(points, 64))
+    g = torch.Generator().manual_seed(0)
+    offsets = 1e-3 * torch.randn(points, objective.dim, generator=g, dtype=torch.float64)
+    block = theta.detach() + offsets.to(theta.device, theta.dtype)
+    return best_seconds(lambda: objective.metrics_many(block, accuracy=accuracy), objective.device) / points
+
+
+def seconds_per_grad(objective: Objective, theta: torch.Tensor) -> float:
+    """Seconds per full-data loss and gradient at ``theta``."""
+    return best_seconds(lambda: objective.value_and_grad(theta), objective.device)
+
+
+def seconds_per_hvp(at: CurvatureAt, *, ggn: bool = False) -> float:
+    """Seconds per Hessian- (or GGN-) vector product at a point whose gradient graph is built."""
+    g = torch.Generator().manual_seed(0)
+    v = torch.randn(at.objective.dim, generator=g, dtype=torch.float64).to(at.theta.device, at.theta.dtype)
+    product = at.ggn if ggn else at.hvp
+    return best_seconds(lambda: product(v), at.objective.device)

@@ -1,0 +1,123 @@
+"""``--estimate``: the work a command would do, counted exactly as the command then does it.
+
+The counts are the checkable part: each test runs the estimate, then the command itself,
+and compares what the estimate promised with what the run reports (exact where the count
+is fixed, within the bound where a stopping rule decides). Times are only checked to be
+positive and finite: tests never assert wall-clock figures.
+"""
+
+from __future__ import annotations
+
+import doctest
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import losslab.objective.cost as cost_module
+from losslab import load
+from losslab.cli import app
+from losslab.objective.cost import Estimate, Work
+
+runner = CliRunner()
+MODEL = "mlp:64-12-10"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def invoke(*args: object):
+    result = runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def estimate(*args: object) -> dict:
+    """Run ``args --estimate --json``; return the estimate and check its times are sane."""
+    out = json.loads(invoke(*args, "--estimate", "--json").stdout)["estimate"]
+    for w in out["work"]:
+        assert math.isfinite(w["unit_seconds"]) and w["unit_seconds"] > 0, w
+        assert w["count"] is None or w["count"] <= w["bound"]
+    assert 0 <= out["seconds"] <= out["bound_seconds"] + 1e-12 and out["bound_seconds"] > 0
+    return out
+
+
+def by_what(est: dict, start: str) -> dict:
+    (found,) = [w for w in est["work"] if w["what"].startswith(start)]
+    return found
+
+
+def test_doctest() -> None:
+    result = doctest.testmod(cost_module)
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_known_and_bounded_work_add_up_separately() -> None:
+    est = Estimate("x", [Work("fixed", 10, 10, 0.5), Work("stops early", None, 100, 0.1)])
+    assert est.seconds == 5.0 and est.bound_seconds == 15.0
+    assert est.to_dict()["work"][1]["count"] is None
+
+
+def test_train_estimate_counts_the_steps_and_records_of_the_run(tmp_path: Path) -> None:
+    args = ("train", "--model", MODEL, "--epochs", 3, "--batch-size", 100)
+    est = estimate(*args, "--out", tmp_path / "never")
+    assert not (tmp_path / "never").exists()  # an estimate writes nothing
+    invoke(*args, "--out", tmp_path / "run", "--json")
+    result = load(tmp_path / "run").result
+    steps = by_what(est, "optimizer steps")
+    records = by_what(est, "full-data records")
+    assert steps["count"] == steps["bound"] == result.steps == 3 * math.ceil(1438 / 100)
+    assert records["count"] == len(result.history["step"])
+
+
+def test_train_estimate_with_a_target_gives_bounds(tmp_path: Path) -> None:
+    est = estimate("train", "--model", MODEL, "--epochs", 2, "--seeds", 3, "--target-loss", 0.5)
+    steps = by_what(est, "optimizer steps")
+    assert steps["count"] is None and steps["bound"] == 2 * math.ceil(1438 / 64)
+    assert "3 members" in steps["what"]
+    assert est["seconds"] == 0.0  # nothing is certain before the run
+    assert any("target" in note for note in est["notes"])
+
+
+def test_surface_estimate_counts_the_grid_on_each_split(tmp_path: Path) -> None:
+    ckpt = tmp_path / "train"
+    invoke("train", "--model", MODEL, "--epochs", 1, "--out", ckpt, "--json")
+    est = estimate("surface", "--checkpoint", ckpt, "--steps", 7, "--y-steps", 5, "--split", "test")
+    assert by_what(est, "grid points, train split")["count"] == 35
+    assert by_what(est, "grid points, test split")["count"] == 35
+    line = estimate("surface", "--checkpoint", ckpt, "--steps", 9, "--line")
+    assert [w["count"] for w in line["work"]] == [9]
+    invoke("surface", "--checkpoint", ckpt, "--steps", 7, "--y-steps", 5, "--out", tmp_path / "s", "--json")
+    assert load(tmp_path / "s").result.loss.shape == (7, 5)
+
+
+def test_hessian_estimate_bounds_every_product_the_run_spends(tmp_path: Path) -> None:
+    ckpt = tmp_path / "train"
+    invoke("train", "--model", MODEL, "--epochs", 1, "--out", ckpt, "--json")
+    pieces = ("--top", 2, "--trace", "--density", "--starts", 2, "--steps", 10, "--sharpness", "--per-layer")
+    est = estimate("hessian", "--checkpoint", ckpt, *pieces)
+    invoke("hessian", "--checkpoint", ckpt, *pieces, "--out", tmp_path / "h", "--json")
+    results = load(tmp_path / "h").results
+    density = by_what(est, "Hessian products, density")
+    assert density["count"] == results["density"].hvps == 20
+    assert results["top"].hvps <= by_what(est, "Hessian products, Lanczos")["bound"]
+    assert results["trace"].hvps <= by_what(est, "Hessian products, hutchpp trace")["bound"]
+    assert results["sharpness"].hvps <= by_what(est, "Hessian products, the ascents")["bound"]
+    layer_bound = (
+        by_what(est, "Hessian products, λmax of")["bound"] + by_what(est, "Hessian products, per-layer")["bound"]
+    )
+    assert results["layers"].hvps <= layer_bound
+    assert by_what(est, "Hessian products, per-layer")["count"] == 100
+
+
+def test_estimate_rejects_bad_input_like_the_command(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["hessian", "--model", MODEL, "--top", 0, "--estimate"])
+    assert result.exit_code == 2 and "Nothing to compute" in result.output
