@@ -123,6 +123,24 @@ def test_many_point_paths_agree(dtype: str, tol: float) -> None:
         assert torch.equal(results[mode]["accuracy"], results["plan"]["accuracy"])
 
 
+def test_the_plan_reuses_its_buffers_without_mixing_calls() -> None:
+    # The fused MLP plan writes each layer into a buffer kept between calls; calls of
+    # different sizes and batch shapes in any order must give what a fresh objective gives.
+    data = digits()
+    model = build_model("mlp:64-20-20-10", seed=1)
+    thetas = 0.3 * torch.randn(11, 1930, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    used = Objective(model, "cross_entropy", data, dtype="float64", many_mode="plan", batch_size=500)
+    thetas = used.theta0 + thetas
+    first = used.metrics_many(thetas)
+    used.metrics_many(thetas[:3])
+    used.loss_many(thetas[2:4] + 1.0)
+    again = used.metrics_many(thetas)
+    fresh = Objective(model, "cross_entropy", data, dtype="float64", many_mode="plan", batch_size=500)
+    for result in (again, fresh.metrics_many(thetas)):
+        assert torch.equal(result["loss"], first["loss"]) and torch.equal(result["accuracy"], first["accuracy"])
+    assert torch.equal(used.metrics_many(thetas[:3])["loss"], first["loss"][:3])
+
+
 def test_many_point_paths_agree_for_a_cnn() -> None:
     data = as_dataset((torch.randn(30, 40, dtype=torch.float64), torch.randint(10, (30,))))
     model = build_model("cnn1d:channels=3", seed=0)

@@ -84,21 +84,24 @@ class Estimate:
         }
 
 
-def best_seconds(fn: Callable[[], object], device: torch.device, repeats: int = 3) -> float:
-    """The fastest of ``repeats`` timed calls of ``fn`` after one untimed warm-up call.
+def best_seconds(fn: Callable[[], object], device: torch.device, repeats: int = 3, budget: float = 0.05) -> float:
+    """The fastest of at least ``repeats`` timed calls of ``fn`` after one untimed warm-up call.
 
-    The minimum, not the mean: on a shared machine the other runs measure the neighbours.
+    Cheap calls are repeated until ``budget`` seconds have been timed (at most 100 calls):
+    a few milliseconds are at the mercy of thread wake-ups. The minimum, not the mean: on
+    a shared machine the slower runs measure the neighbours.
     """
     fn()
-    best = float("inf")
-    for _ in range(repeats):
+    best, spent, calls = float("inf"), 0.0, 0
+    while calls < repeats or (spent < budget and calls < 100):
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         start = time.perf_counter()
         fn()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        best = min(best, time.perf_counter() - start)
+        elapsed = time.perf_counter() - start
+        best, spent, calls = min(best, elapsed), spent + elapsed, calls + 1
     return best
 
 

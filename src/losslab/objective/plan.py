@@ -11,6 +11,7 @@ Any other architecture uses the generic paths, which give the same numbers.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -36,6 +37,7 @@ class SequentialPlan:
     def __init__(self, steps: list[tuple[str, object]], flatten: bool) -> None:
         self.steps = steps
         self.flatten = flatten
+        self._workspace: dict[tuple[int, torch.dtype], torch.Tensor] = {}
 
     @classmethod
     def of(cls, model: nn.Module, layout: ParamLayout) -> SequentialPlan | None:
@@ -67,23 +69,43 @@ class SequentialPlan:
         return max(arg[2] + arg[3] for kind, arg in self.steps if kind == "linear")  # type: ignore[index]
 
     def outputs(self, thetas: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
-        """Model outputs [k, n, out] at the k points ``thetas`` [k, D] on inputs ``X`` [n, ...]."""
+        """Model outputs [k, n, out] at the k points ``thetas`` [k, D] on inputs ``X`` [n, ...].
+
+        For evaluation under ``torch.no_grad()`` (layers write into reused buffers).
+        """
         k = thetas.shape[0]
         h = X.flatten(1) if self.flatten else X
         if h.ndim != 2:
             raise ValueError("SequentialPlan needs 2-D inputs")
         h = h.expand(k, *h.shape)
         fresh = False  # h may alias X until the first layer writes a new tensor
-        for kind, arg in self.steps:
+        for layer, (kind, arg) in enumerate(self.steps):
             if kind == "linear":
                 weight, bias, fan_out, fan_in = arg  # type: ignore[misc]
                 W = thetas[:, weight].view(k, fan_out, fan_in).transpose(1, 2)
+                out = self._buffer(layer, (k, h.shape[1], fan_out), thetas)
                 if bias is None:
-                    h = torch.bmm(h, W)
+                    h = torch.bmm(h, W, out=out)
                 else:
-                    h = torch.baddbmm(thetas[:, bias].view(k, 1, fan_out), h, W)
+                    h = torch.baddbmm(thetas[:, bias].view(k, 1, fan_out), h, W, out=out)
                 fresh = True
             else:
                 act = arg
                 h = act(h if fresh else h.clone())  # type: ignore[operator]
-        return h
+        return h.clone()  # the workspace is reused by the next call
+
+    def _buffer(self, layer: int, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor | None:
+        """A layer's output buffer on CPU, kept between calls (None elsewhere: a new tensor).
+
+        On CPU, fresh multi-megabyte outputs each call were returned to the OS and faulted
+        back in page by page: on the digits MLP an 8-point call ran at 0.60 ms a point
+        against 0.32 ms in a long call. CUDA's caching allocator already reuses memory.
+        """
+        if like.device.type != "cpu":
+            return None
+        key = (layer, like.dtype)
+        need = math.prod(shape)
+        buffer = self._workspace.get(key)
+        if buffer is None or buffer.numel() < need:  # grow to the largest chunk seen, then reuse
+            buffer = self._workspace[key] = torch.empty(need, dtype=like.dtype)
+        return buffer[:need].view(shape)
