@@ -13,6 +13,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -121,3 +122,73 @@ def test_hessian_estimate_bounds_every_product_the_run_spends(tmp_path: Path) ->
 def test_estimate_rejects_bad_input_like_the_command(tmp_path: Path) -> None:
     result = runner.invoke(app, ["hessian", "--model", MODEL, "--top", 0, "--estimate"])
     assert result.exit_code == 2 and "Nothing to compute" in result.output
+
+
+STUDY_SETTINGS = {  # small settings so the study itself runs in seconds beside its estimate
+    "double-descent": ["widths=4,8", "epochs=3", "train_size=300"],
+    "random-labels": ["fractions=0,1", "epochs=3", "train_size=200", "model=mlp:64-16-10"],
+    "saddles": ["steps=60", "checkpoints=4", "train_size=200"],
+    "gd-vs-sgd": ["gd_lrs=0.4", "sgd_lrs=0.4", "batch_sizes=32,64", "steps=40", "track_every=10", "points=5"],
+    "restarts": ["problems=xor,digits", "seeds=4", "budget=0.02", "max_pairs=3", "points=5"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(STUDY_SETTINGS))
+def test_every_study_estimates_its_presets_and_writes_nothing(name: str, tmp_path: Path) -> None:
+    est = estimate("study", name, "--quick", "--out", tmp_path / "never")
+    assert est["command"] == f"study {name}" and est["work"]
+    assert not (tmp_path / "never").exists()
+
+
+def study_estimate_and_run(name: str, tmp_path: Path) -> tuple[dict, object]:
+    settings = [arg for item in STUDY_SETTINGS[name] for arg in ("--set", item)]
+    est = estimate("study", name, *settings)
+    invoke("study", name, *settings, "--out", tmp_path / name, "--json")
+    return est, load(tmp_path / name).result
+
+
+def test_double_descent_estimate_counts_each_width(tmp_path: Path) -> None:
+    est, result = study_estimate_and_run("double-descent", tmp_path)
+    steps = [w for w in est["work"] if "optimizer steps" in w["what"]]
+    assert [w["what"].split(":")[0] for w in steps] == ["h = 4", "h = 8"]
+    assert all(w["count"] == 3 * math.ceil(300 / 128) for w in steps)  # the 300-row subset, batch 128
+    assert list(result.widths) == [4, 8] and result.n_train == 300
+
+
+def test_saddles_estimate_counts_the_checkpoints_the_run_measures(tmp_path: Path) -> None:
+    est, result = study_estimate_and_run("saddles", tmp_path)
+    density = by_what(est, "5 checkpoints: Hessian products, density")
+    assert len(result.steps) == 5 and density["count"] == 5 * 4 * 48
+    assert int(result.hvps.sum()) <= sum(w["bound"] for w in est["work"] if "Hessian products" in w["what"])
+
+
+def test_gd_vs_sgd_estimate_counts_runs_tracks_and_barrier_lines(tmp_path: Path) -> None:
+    est, result = study_estimate_and_run("gd-vs-sgd", tmp_path)
+    assert by_what(est, "barrier lines")["count"] == 2 * 5 == int(np.isfinite(result.barrier_curve).sum())
+    assert by_what(est, "gd η = 0.4, λmax tracked 4 times: gradient")["count"] == 4 == result.sharpness.shape[1]
+    assert by_what(est, "sgd η = 0.4 B = 32: optimizer steps")["count"] == 40
+
+
+def test_restarts_estimate_counts_pairs_and_restarts(tmp_path: Path) -> None:
+    est, result = study_estimate_and_run("restarts", tmp_path)
+    for problem in result.problems:
+        assert by_what(est, f"{problem.name}: pairs aligned")["count"] == len(problem.pairs) == 3
+        assert by_what(est, f"{problem.name}: gradient norm")["count"] == len(problem.seeds) == 4
+
+
+def test_random_labels_estimate_bounds_training_and_curvature(tmp_path: Path) -> None:
+    est, result = study_estimate_and_run("random-labels", tmp_path)
+    steps = by_what(est, "2 fractions: optimizer steps")
+    assert steps["count"] is None and steps["bound"] == 2 * 3 * math.ceil(200 / 64)
+    spent = int(result.hvps.sum())
+    assert spent <= sum(w["bound"] for w in est["work"] if "Hessian products" in w["what"])
+
+
+def test_a_study_without_an_estimate_says_so_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    from losslab.studies import STUDIES
+
+    monkeypatch.setitem(STUDIES, "saddles", dataclasses.replace(STUDIES["saddles"], estimate=None))
+    result = runner.invoke(app, ["study", "saddles", "--quick", "--estimate"])
+    assert result.exit_code == 2 and "no cost estimate yet" in result.output

@@ -16,6 +16,7 @@ from losslab.cli.common import (
     DataOpt,
     DeviceOpt,
     DtypeOpt,
+    EstimateOpt,
     ForceOpt,
     JsonOpt,
     ModelOpt,
@@ -23,6 +24,7 @@ from losslab.cli.common import (
     RayOpt,
     SeedOpt,
     command,
+    emit_estimate,
     finish,
     open_run,
     progress_bar,
@@ -99,6 +101,7 @@ def run_study(
     out: Path | None = None,
     force: bool = False,
     json_out: bool = False,
+    estimate: bool = False,
 ) -> None:
     """Run one registered study into a run directory (the body of every ``losslab study NAME``)."""
     study = STUDIES[name]
@@ -110,6 +113,13 @@ def run_study(
                 raise UserError(f"The study {name!r} takes no --{key}: its settings are {', '.join(sorted(fields))}.")
             overrides[key] = value
     config = study.config("quick" if quick else "full", **overrides)
+    if estimate:
+        if study.estimate is None:
+            raise UserError(
+                f"The study {name!r} has no cost estimate yet: time its quick preset (--quick, about a minute) instead."
+            )
+        emit_estimate(study.estimate(config, StudyContext(device=device, dtype=dtype)), json_out)
+        return
     run_config = {
         "study": name,
         "preset": "quick" if quick else "full",
@@ -154,6 +164,7 @@ def _make_command(name: str) -> None:
         out: OutOpt = None,
         force: ForceOpt = False,
         json_out: JsonOpt = False,
+        estimate: EstimateOpt = False,
     ) -> None:
         run_study(
             name,
@@ -168,6 +179,7 @@ def _make_command(name: str) -> None:
             out=out,
             force=force,
             json_out=json_out,
+            estimate=estimate,
         )
 
     study_command.__doc__ = STUDIES[name].description

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -71,6 +71,19 @@ class Estimate:
     @property
     def bound_seconds(self) -> float:
         return sum(w.bound_seconds for w in self.work)
+
+    def include(self, other: Estimate, label: str, times: int = 1) -> None:
+        """Add ``times`` × ``other``'s work, each line prefixed with ``label``, and its new notes."""
+        self.work += [
+            replace(
+                w,
+                what=f"{label}: {w.what}",
+                count=None if w.count is None else times * w.count,
+                bound=times * w.bound,
+            )
+            for w in other.work
+        ]
+        self.notes += [note for note in other.notes if note not in self.notes]
 
     def to_dict(self) -> dict[str, Any]:
         return {

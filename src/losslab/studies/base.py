@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from losslab.errors import UserError
+from losslab.objective.cost import Estimate
 from losslab.parallel import LocalExecutor
 from losslab.store import Chunks, Executor
 
@@ -69,6 +70,7 @@ class Study:
     config_type: type
     presets: dict[str, Any]
     run: Callable[[Any, StudyContext], Any]
+    estimate: Callable[[Any, StudyContext], Estimate] | None = None  # the work of `run`, timed here
 
     def config(self, preset: str = "full", **overrides: Any) -> Any:
         """The preset's config with non-None ``overrides`` applied (unknown keys are errors)."""
@@ -87,12 +89,22 @@ STUDIES: dict[str, Study] = {}
 
 
 def register_study(
-    name: str, description: str, config_type: type, *, quick: Any, full: Any
+    name: str,
+    description: str,
+    config_type: type,
+    *,
+    quick: Any,
+    full: Any,
+    estimate: Callable[[Any, StudyContext], Estimate] | None = None,
 ) -> Callable[[Callable[[Any, StudyContext], Any]], Callable[[Any, StudyContext], Any]]:
-    """Register ``run(config, context)`` as the study ``name`` with its two presets."""
+    """Register ``run(config, context)`` as the study ``name`` with its two presets.
+
+    ``estimate(config, context)``, where given, counts and times the work ``run`` would do
+    without doing it (``losslab study NAME --estimate``).
+    """
 
     def add(run: Callable[[Any, StudyContext], Any]) -> Callable[[Any, StudyContext], Any]:
-        STUDIES[name] = Study(name, description, config_type, {"quick": quick, "full": full}, run)
+        STUDIES[name] = Study(name, description, config_type, {"quick": quick, "full": full}, run, estimate)
         return run
 
     return add

@@ -20,13 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from losslab.data import load_data
+from losslab.data import Dataset, load_data
 from losslab.errors import UserError
 from losslab.models import build_model
 from losslab.objective import Objective
+from losslab.objective.cost import Estimate
 from losslab.store import register_result
 from losslab.studies.base import StudyContext, register_study, subset
 from losslab.train import TrainConfig, init_thetas, train_ensemble
+from losslab.train.cost import estimate_training
 
 __all__ = ["DoubleDescentConfig", "DoubleDescentResult", "double_descent"]
 
@@ -107,15 +109,8 @@ def _peak(widths: np.ndarray, test_error: np.ndarray, threshold: int | None) -> 
     return int(widths[window[np.argmax(test_error[window])]])
 
 
-@register_study(
-    "double-descent",
-    "Train/test error against width on noisy MNIST-1D: interpolation threshold and the test-error peak.",
-    DoubleDescentConfig,
-    quick=DoubleDescentConfig(widths=(4, 8, 16, 32, 64, 128), train_size=1000, epochs=150, lr=0.05, seeds=1),
-    full=DoubleDescentConfig(),
-)
-def double_descent(config: DoubleDescentConfig, context: StudyContext) -> DoubleDescentResult:
-    """Run the width sweep (see the module docstring)."""
+def _setup(config: DoubleDescentConfig) -> tuple[Dataset, list[int], TrainConfig]:
+    """The noisy training data, the seeds and the training run of every width."""
     data = load_data(config.data, label_noise=config.label_noise, noise_seed=config.seed)
     if data.task != "classification":
         raise UserError(f"Double descent needs class labels; {config.data!r} is a regression task.")
@@ -125,12 +120,40 @@ def double_descent(config: DoubleDescentConfig, context: StudyContext) -> Double
     train_config = TrainConfig(
         optimizer=config.optimizer, lr=config.lr, batch_size=config.batch_size, epochs=config.epochs, seed=config.seed
     )
+    return data, seeds, train_config
+
+
+def _width_objective(config: DoubleDescentConfig, i: int, data: Dataset, seed: int, context: StudyContext) -> Objective:
+    spec = config.model.replace("{h}", str(config.widths[i]))
+    return Objective(build_model(spec, seed=seed), "cross_entropy", data, device=context.device, dtype=context.dtype)
+
+
+def _estimate(config: DoubleDescentConfig, context: StudyContext) -> Estimate:
+    """Each width's ensemble training, its steps timed by training a few of them here."""
+    data, seeds, train_config = _setup(config)
+    estimate = Estimate("study double-descent", [])
+    for i, h in enumerate(config.widths):
+        objective = _width_objective(config, i, data, seeds[0], context)
+        thetas = init_thetas(config.model.replace("{h}", str(h)), seeds, objective)
+        estimate.include(estimate_training(objective, train_config, thetas=thetas, seeds=seeds), f"h = {h}")
+    return estimate
+
+
+@register_study(
+    "double-descent",
+    "Train/test error against width on noisy MNIST-1D: interpolation threshold and the test-error peak.",
+    DoubleDescentConfig,
+    quick=DoubleDescentConfig(widths=(4, 8, 16, 32, 64, 128), train_size=1000, epochs=150, lr=0.05, seeds=1),
+    full=DoubleDescentConfig(),
+    estimate=_estimate,
+)
+def double_descent(config: DoubleDescentConfig, context: StudyContext) -> DoubleDescentResult:
+    """Run the width sweep (see the module docstring)."""
+    data, seeds, train_config = _setup(config)
 
     def width_point(i: int) -> dict[str, np.ndarray]:
         spec = config.model.replace("{h}", str(config.widths[i]))
-        objective = Objective(
-            build_model(spec, seed=seeds[0]), "cross_entropy", data, device=context.device, dtype=context.dtype
-        )
+        objective = _width_objective(config, i, data, seeds[0], context)
         result = train_ensemble(objective, train_config, thetas=init_thetas(spec, seeds, objective), seeds=seeds)
         history = result.history
         reached = history["loss"] <= config.loss_target  # [records, S]

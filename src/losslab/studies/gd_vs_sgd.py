@@ -42,13 +42,16 @@ import torch
 
 from losslab.connectivity import connect
 from losslab.curvature import SharpnessTracker, hessian_operator, lanczos
+from losslab.curvature.cost import estimate_curvature
 from losslab.data import load_data
 from losslab.errors import UserError, check_float, check_int
 from losslab.models import build_model
 from losslab.objective import Objective
+from losslab.objective.cost import Estimate, Work, seconds_per_point
 from losslab.store import register_result
 from losslab.studies.base import StudyContext, register_study, subset
 from losslab.train import TrainConfig, train
+from losslab.train.cost import estimate_training
 
 __all__ = ["GdVsSgdConfig", "GdVsSgdResult", "gd_vs_sgd"]
 
@@ -157,36 +160,68 @@ class GdVsSgdResult:
         }
 
 
+def _objective(config: GdVsSgdConfig, context: StudyContext) -> Objective:
+    data = load_data(config.data)
+    if config.train_size is not None and config.train_size < data.n_train:
+        data = subset(data, config.train_size, config.seed)
+    return Objective(
+        build_model(config.model, seed=config.seed), config.loss, data, device=context.device, dtype=context.dtype
+    )
+
+
+def _train_config(config: GdVsSgdConfig, optimizer: str, lr: float, batch: int | None) -> TrainConfig:
+    return TrainConfig(
+        optimizer=optimizer,
+        lr=lr,
+        batch_size=batch,
+        steps=config.steps,
+        record_every=config.track_every,
+        snapshot_every=config.steps,
+        seed=config.seed,
+    )
+
+
+def _estimate(config: GdVsSgdConfig, context: StudyContext) -> Estimate:
+    """Every run's training and final λmax, GD's sharpness tracking, and the barrier lines."""
+    objective = _objective(config, context)
+    at = objective.curvature_at(objective.theta0)
+    final = estimate_curvature(at, top=1)
+    tracking = estimate_curvature(at, top=1, max_hvps=SharpnessTracker(every=config.track_every).max_hvps)
+    tracks = config.steps // config.track_every
+    estimate = Estimate("study gd-vs-sgd", [])
+    for optimizer, lr, batch in config.runs():
+        label = f"{optimizer} η = {lr:g}" + ("" if batch is None else f" B = {batch}")
+        estimate.include(estimate_training(objective, _train_config(config, optimizer, lr, batch)), label)
+        if optimizer == "gd":
+            estimate.include(tracking, f"{label}, λmax tracked {tracks} times", times=tracks)
+    runs = len(config.runs())
+    estimate.include(final, f"final λmax of {runs} runs", times=runs)
+    lines = sum(optimizer == "sgd" for optimizer, _, _ in config.runs()) * config.points
+    estimate.work.append(
+        Work("barrier lines: train loss at points", lines, lines, seconds_per_point(objective, at.theta))
+    )
+    return estimate
+
+
 @register_study(
     "gd-vs-sgd",
     "Full-batch GD vs SGD: final loss, test accuracy, lambda_max vs 2/lr, barrier, GD sharpness along training.",
     GdVsSgdConfig,
     quick=GdVsSgdConfig(gd_lrs=(0.4, 1.0), sgd_lrs=(0.4,), batch_sizes=(16, 128), steps=600, track_every=20),
     full=GdVsSgdConfig(),
+    estimate=_estimate,
 )
 def gd_vs_sgd(config: GdVsSgdConfig, context: StudyContext) -> GdVsSgdResult:
     """Run every GD and SGD run, then the barriers (see the module docstring)."""
-    data = load_data(config.data)
-    if config.train_size is not None and config.train_size < data.n_train:
-        data = subset(data, config.train_size, config.seed)
-    objective = Objective(
-        build_model(config.model, seed=config.seed), config.loss, data, device=context.device, dtype=context.dtype
-    )
+    objective = _objective(config, context)
+    data = objective.dataset
     runs = config.runs()
     records = config.steps // config.track_every + 1 + (config.steps % config.track_every > 0)
     tracks = config.steps // config.track_every
 
     def run_point(i: int) -> dict[str, np.ndarray]:
         optimizer, lr, batch = runs[i]
-        train_config = TrainConfig(
-            optimizer=optimizer,
-            lr=lr,
-            batch_size=batch,
-            steps=config.steps,
-            record_every=config.track_every,
-            snapshot_every=config.steps,
-            seed=config.seed,
-        )
+        train_config = _train_config(config, optimizer, lr, batch)
         tracker = SharpnessTracker(every=config.track_every, tol=config.lanczos_tol, seed=config.seed)
         try:
             result = train(objective, train_config, callbacks=[tracker] if optimizer == "gd" else [])

@@ -32,13 +32,16 @@ import numpy as np
 import torch
 
 from losslab.curvature import hessian_operator, hutchinson, lanczos
-from losslab.data import load_data
+from losslab.curvature.cost import estimate_curvature
+from losslab.data import Dataset, load_data
 from losslab.errors import UserError, check_float, check_int
 from losslab.models import build_model
 from losslab.objective import Objective
+from losslab.objective.cost import Estimate
 from losslab.store import register_result
 from losslab.studies.base import StudyContext, register_study, subset
 from losslab.train import TrainConfig, init_thetas, train_ensemble
+from losslab.train.cost import estimate_training
 
 __all__ = ["RandomLabelsConfig", "RandomLabelsResult", "random_labels"]
 
@@ -133,15 +136,8 @@ def _fit_epochs(history: dict[str, np.ndarray]) -> np.ndarray:
     return np.where(fitted.any(0), history["epoch"][fitted.argmax(0)], np.nan)
 
 
-@register_study(
-    "random-labels",
-    "Fit time, test accuracy and curvature (lambda_max, trace) as training labels are randomized.",
-    RandomLabelsConfig,
-    quick=RandomLabelsConfig(model="mlp:64-256-10", train_size=400, epochs=300, seeds=2),
-    full=RandomLabelsConfig(),
-)
-def random_labels(config: RandomLabelsConfig, context: StudyContext) -> RandomLabelsResult:
-    """Run the label-randomization sweep (see the module docstring)."""
+def _setup(config: RandomLabelsConfig) -> tuple[Dataset, list[int], TrainConfig]:
+    """The clean training data, the seeds, and the run of every fraction (stops at 100 %)."""
     clean = load_data(config.data)
     if clean.task != "classification":
         raise UserError(f"Random labels need class labels; {config.data!r} is a regression task.")
@@ -160,6 +156,39 @@ def random_labels(config: RandomLabelsConfig, context: StudyContext) -> RandomLa
         record_every=per_epoch,
         seed=config.seed,
     )
+    return clean, seeds, train_config
+
+
+def _estimate(config: RandomLabelsConfig, context: StudyContext) -> Estimate:
+    """Each fraction's ensemble training (bounded: it stops at 100 %) and curvature per seed."""
+    clean, seeds, train_config = _setup(config)
+    objective = Objective(
+        build_model(config.model, seed=seeds[0]), "cross_entropy", clean, device=context.device, dtype=context.dtype
+    )
+    thetas = init_thetas(config.model, seeds, objective)
+    training = estimate_training(objective, train_config, thetas=thetas, seeds=seeds)
+    curvature = estimate_curvature(
+        objective.curvature_at(objective.theta0), top=1, trace="hutchinson", trace_max_hvps=config.trace_hvps
+    )
+    # The labels change what is learnt, not what a step or a product costs: one timing serves all p.
+    fractions = len(config.fractions)
+    estimate = Estimate("study random-labels", [])
+    estimate.include(training, f"{fractions} fractions", times=fractions)
+    estimate.include(curvature, f"curvature of {fractions} × {len(seeds)} solutions", times=fractions * len(seeds))
+    return estimate
+
+
+@register_study(
+    "random-labels",
+    "Fit time, test accuracy and curvature (lambda_max, trace) as training labels are randomized.",
+    RandomLabelsConfig,
+    quick=RandomLabelsConfig(model="mlp:64-256-10", train_size=400, epochs=300, seeds=2),
+    full=RandomLabelsConfig(),
+    estimate=_estimate,
+)
+def random_labels(config: RandomLabelsConfig, context: StudyContext) -> RandomLabelsResult:
+    """Run the label-randomization sweep (see the module docstring)."""
+    clean, seeds, train_config = _setup(config)
     records = config.epochs + 1  # the start and every epoch
     device, dtype = context.device, context.dtype  # the pieces may be shipped to Ray workers: not the context
 

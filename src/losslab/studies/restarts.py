@@ -55,9 +55,11 @@ from losslab.data import load_data
 from losslab.errors import UserError, check_choice, check_float, check_int
 from losslab.models import build_model
 from losslab.objective import Objective
+from losslab.objective.cost import Estimate, Work, best_seconds, seconds_per_grad
 from losslab.store import register_result
 from losslab.studies.base import StudyContext, register_study
 from losslab.train import OPTIMIZERS, TrainConfig, init_thetas, train_ensemble
+from losslab.train.cost import estimate_training
 
 __all__ = ["PROBLEMS", "RestartProblem", "RestartsConfig", "RestartsProblemResult", "RestartsResult", "restarts"]
 
@@ -269,7 +271,10 @@ def choose_pairs(k: int, max_pairs: int, seed: int) -> np.ndarray:
     return every[keep]
 
 
-def _run_problem(problem: RestartProblem, config: RestartsConfig, device: str, dtype: str) -> dict[str, np.ndarray]:
+def _setup(
+    problem: RestartProblem, config: RestartsConfig, device: str, dtype: str
+) -> tuple[Objective, list[int], TrainConfig]:
+    """The problem's objective, the restarts' seeds and their (shared) training run."""
     data = load_data(problem.data)
     objective = Objective(build_model(problem.model, seed=config.seed), problem.loss, data, device=device, dtype=dtype)
     seeds = [config.seed + k for k in range(config.seeds)]
@@ -281,6 +286,36 @@ def _run_problem(problem: RestartProblem, config: RestartsConfig, device: str, d
         record_every=problem.steps,
         seed=config.seed,
     )
+    return objective, seeds, train_config
+
+
+def _estimate(config: RestartsConfig, context: StudyContext) -> Estimate:
+    """Per problem: the ensemble's training, a gradient per restart, and the pairs' lines.
+
+    A pair's connection (alignment and both lines) is timed by connecting two restarts at
+    their initialization: the same sizes, though a trained pair may need more matching sweeps.
+    """
+    estimate = Estimate("study restarts", [])
+    for name, problem in config.resolved().items():
+        objective, seeds, train_config = _setup(problem, config, context.device, context.dtype)
+        thetas = init_thetas(problem.model, seeds, objective)
+        estimate.include(estimate_training(objective, train_config, thetas=thetas, seeds=seeds), name)
+        grad = seconds_per_grad(objective, thetas[0])
+        pairs = len(choose_pairs(config.seeds, config.max_pairs, config.seed))
+        pair = best_seconds(
+            lambda objective=objective, thetas=thetas: connect(
+                objective, thetas[0], thetas[1], align=config.align, points=config.points, test=False
+            ),
+            objective.device,
+            repeats=1,
+        )
+        estimate.work.append(Work(f"{name}: gradient norm of each restart", len(seeds), len(seeds), grad))
+        estimate.work.append(Work(f"{name}: pairs aligned and their lines evaluated", pairs, pairs, pair))
+    return estimate
+
+
+def _run_problem(problem: RestartProblem, config: RestartsConfig, device: str, dtype: str) -> dict[str, np.ndarray]:
+    objective, seeds, train_config = _setup(problem, config, device, dtype)
     result = train_ensemble(objective, train_config, thetas=init_thetas(problem.model, seeds, objective), seeds=seeds)
     final = {key: result.history[key][-1] for key in ("loss", "accuracy", "test_loss", "test_accuracy")}
     thetas = torch.as_tensor(result.thetas)
@@ -322,6 +357,7 @@ def _run_problem(problem: RestartProblem, config: RestartsConfig, device: str, d
     RestartsConfig,
     quick=RestartsConfig(seeds=24, budget=0.5, max_pairs=10, points=9),
     full=RestartsConfig(),
+    estimate=_estimate,
 )
 def restarts(config: RestartsConfig, context: StudyContext) -> RestartsResult:
     """Run the restarts of every problem (see the module docstring)."""

@@ -40,13 +40,16 @@ import numpy as np
 import torch
 
 from losslab.curvature import hessian_operator, saddle_index
+from losslab.curvature.cost import estimate_curvature
 from losslab.data import load_data
 from losslab.errors import UserError, check_float, check_int
 from losslab.models import build_model
 from losslab.objective import Objective
+from losslab.objective.cost import Estimate, Work, seconds_per_grad, seconds_per_point
 from losslab.store import register_result
 from losslab.studies.base import StudyContext, register_study, subset
 from losslab.train import OPTIMIZERS, TrainConfig, train
+from losslab.train.cost import estimate_training
 
 __all__ = ["SaddlesConfig", "SaddlesResult", "saddles"]
 
@@ -150,35 +153,59 @@ class SaddlesResult:
         }
 
 
+def _objective(config: SaddlesConfig, context: StudyContext) -> Objective:
+    data = load_data(config.data)
+    if config.train_size is not None and config.train_size < data.n_train:
+        data = subset(data, config.train_size, config.seed)
+    return Objective(
+        build_model(config.model, seed=config.seed), config.loss, data, device=context.device, dtype=context.dtype
+    )
+
+
+def _train_config(config: SaddlesConfig) -> TrainConfig:
+    every = config.steps // config.checkpoints
+    return TrainConfig(
+        optimizer=config.optimizer,
+        lr=config.lr,
+        batch_size=config.batch_size,
+        steps=config.steps,
+        record_every=max(1, every // 5),
+        snapshot_every=every,
+        seed=config.seed,
+    )
+
+
+def _estimate(config: SaddlesConfig, context: StudyContext) -> Estimate:
+    """The run, then at every checkpoint: loss and gradient, Lanczos ends, the density (`saddle_index`)."""
+    objective = _objective(config, context)
+    every = config.steps // config.checkpoints
+    checkpoints = config.steps // every + 1 + (config.steps % every > 0)
+    theta = objective.theta0 * config.init_scale
+    at = objective.curvature_at(theta)
+    point = estimate_curvature(at, top=1, bottom=config.bottom, density=(4, min(48, objective.dim)))
+    unit = seconds_per_grad(objective, theta) + seconds_per_point(objective, theta)
+    point.work.insert(0, Work("loss, gradient and accuracy", 1, 1, unit))
+    estimate = Estimate("study saddles", [])
+    estimate.include(estimate_training(objective, _train_config(config), test=False), "the run")
+    estimate.include(point, f"{checkpoints} checkpoints", times=checkpoints)
+    return estimate
+
+
 @register_study(
     "saddles",
     "Along one run: loss, gradient norm, lambda_min/max and the saddle index at checkpoints; plateaus marked.",
     SaddlesConfig,
     quick=SaddlesConfig(init_scale=0.02, train_size=600, steps=600, checkpoints=20),
     full=SaddlesConfig(),
+    estimate=_estimate,
 )
 def saddles(config: SaddlesConfig, context: StudyContext) -> SaddlesResult:
     """Train once, then measure the curvature at every checkpoint (see the module docstring)."""
-    data = load_data(config.data)
-    if config.train_size is not None and config.train_size < data.n_train:
-        data = subset(data, config.train_size, config.seed)
-    objective = Objective(
-        build_model(config.model, seed=config.seed), config.loss, data, device=context.device, dtype=context.dtype
-    )
-    every = config.steps // config.checkpoints
+    objective = _objective(config, context)
     key = asdict(config)
 
     def run(_: int) -> dict[str, np.ndarray]:
-        train_config = TrainConfig(
-            optimizer=config.optimizer,
-            lr=config.lr,
-            batch_size=config.batch_size,
-            steps=config.steps,
-            record_every=max(1, every // 5),
-            snapshot_every=every,
-            seed=config.seed,
-        )
-        result = train(objective, train_config, theta=objective.theta0 * config.init_scale, test=False)
+        result = train(objective, _train_config(config), theta=objective.theta0 * config.init_scale, test=False)
         if result.stopped == "diverged":
             raise UserError(f"The saddles run diverged at step {result.steps} (lr={config.lr:g}): lower lr.")
         return {
