@@ -17,12 +17,15 @@ from typing import Any
 
 import numpy as np
 
+from losslab.data import load_data
 from losslab.errors import UserError
+from losslab.models import build_model
+from losslab.objective import Objective
 from losslab.objective.cost import Estimate
 from losslab.parallel import LocalExecutor
 from losslab.store import Chunks, Executor
 
-__all__ = ["STUDIES", "Study", "StudyContext", "register_study", "subset"]
+__all__ = ["STUDIES", "Study", "StudyContext", "register_study", "study_objective", "subset"]
 
 Arrays = dict[str, np.ndarray]
 
@@ -121,3 +124,14 @@ def subset(data: Any, size: int, seed: int) -> Any:
     index = torch.as_tensor(keep)
     corrupted = torch.as_tensor(np.flatnonzero(np.isin(keep, data.corrupted.numpy())), dtype=torch.long)
     return replace(data, X_train=data.X_train[index], y_train=data.y_train[index], corrupted=corrupted)
+
+
+def study_objective(config: Any, context: StudyContext) -> Objective:
+    """The `Objective` of a one-network study: ``config.model`` with ``config.loss`` on
+    ``config.data`` (a seeded ``config.train_size``-row subset when set), initialized with
+    ``config.seed``, on the context's device and dtype."""
+    data = load_data(config.data)
+    if config.train_size is not None and config.train_size < data.n_train:
+        data = subset(data, config.train_size, config.seed)
+    model = build_model(config.model, seed=config.seed)
+    return Objective(model, config.loss, data, device=context.device, dtype=context.dtype)

@@ -43,13 +43,10 @@ import torch
 from losslab.connectivity import connect
 from losslab.curvature import SharpnessTracker, hessian_operator, lanczos
 from losslab.curvature.cost import estimate_curvature
-from losslab.data import load_data
 from losslab.errors import UserError, check_float, check_int
-from losslab.models import build_model
-from losslab.objective import Objective
 from losslab.objective.cost import Estimate, Work, seconds_per_point
 from losslab.store import register_result
-from losslab.studies.base import StudyContext, register_study, subset
+from losslab.studies.base import StudyContext, register_study, study_objective
 from losslab.train import TrainConfig, train
 from losslab.train.cost import estimate_training
 
@@ -160,15 +157,6 @@ class GdVsSgdResult:
         }
 
 
-def _objective(config: GdVsSgdConfig, context: StudyContext) -> Objective:
-    data = load_data(config.data)
-    if config.train_size is not None and config.train_size < data.n_train:
-        data = subset(data, config.train_size, config.seed)
-    return Objective(
-        build_model(config.model, seed=config.seed), config.loss, data, device=context.device, dtype=context.dtype
-    )
-
-
 def _train_config(config: GdVsSgdConfig, optimizer: str, lr: float, batch: int | None) -> TrainConfig:
     return TrainConfig(
         optimizer=optimizer,
@@ -183,7 +171,7 @@ def _train_config(config: GdVsSgdConfig, optimizer: str, lr: float, batch: int |
 
 def _estimate(config: GdVsSgdConfig, context: StudyContext) -> Estimate:
     """Every run's training and final λmax, GD's sharpness tracking, and the barrier lines."""
-    objective = _objective(config, context)
+    objective = study_objective(config, context)
     at = objective.curvature_at(objective.theta0)
     final = estimate_curvature(at, top=1)
     tracking = estimate_curvature(at, top=1, max_hvps=SharpnessTracker(every=config.track_every).max_hvps)
@@ -213,7 +201,7 @@ def _estimate(config: GdVsSgdConfig, context: StudyContext) -> Estimate:
 )
 def gd_vs_sgd(config: GdVsSgdConfig, context: StudyContext) -> GdVsSgdResult:
     """Run every GD and SGD run, then the barriers (see the module docstring)."""
-    objective = _objective(config, context)
+    objective = study_objective(config, context)
     data = objective.dataset
     runs = config.runs()
     records = config.steps // config.track_every + 1 + (config.steps % config.track_every > 0)

@@ -41,13 +41,10 @@ import torch
 
 from losslab.curvature import hessian_operator, saddle_index
 from losslab.curvature.cost import estimate_curvature
-from losslab.data import load_data
 from losslab.errors import UserError, check_float, check_int
-from losslab.models import build_model
-from losslab.objective import Objective
 from losslab.objective.cost import Estimate, Work, seconds_per_grad, seconds_per_point
 from losslab.store import register_result
-from losslab.studies.base import StudyContext, register_study, subset
+from losslab.studies.base import StudyContext, register_study, study_objective
 from losslab.train import OPTIMIZERS, TrainConfig, train
 from losslab.train.cost import estimate_training
 
@@ -153,15 +150,6 @@ class SaddlesResult:
         }
 
 
-def _objective(config: SaddlesConfig, context: StudyContext) -> Objective:
-    data = load_data(config.data)
-    if config.train_size is not None and config.train_size < data.n_train:
-        data = subset(data, config.train_size, config.seed)
-    return Objective(
-        build_model(config.model, seed=config.seed), config.loss, data, device=context.device, dtype=context.dtype
-    )
-
-
 def _train_config(config: SaddlesConfig) -> TrainConfig:
     every = config.steps // config.checkpoints
     return TrainConfig(
@@ -177,7 +165,7 @@ def _train_config(config: SaddlesConfig) -> TrainConfig:
 
 def _estimate(config: SaddlesConfig, context: StudyContext) -> Estimate:
     """The run, then at every checkpoint: loss and gradient, Lanczos ends, the density (`saddle_index`)."""
-    objective = _objective(config, context)
+    objective = study_objective(config, context)
     every = config.steps // config.checkpoints
     checkpoints = config.steps // every + 1 + (config.steps % every > 0)
     theta = objective.theta0 * config.init_scale
@@ -201,7 +189,7 @@ def _estimate(config: SaddlesConfig, context: StudyContext) -> Estimate:
 )
 def saddles(config: SaddlesConfig, context: StudyContext) -> SaddlesResult:
     """Train once, then measure the curvature at every checkpoint (see the module docstring)."""
-    objective = _objective(config, context)
+    objective = study_objective(config, context)
     key = asdict(config)
 
     def run(_: int) -> dict[str, np.ndarray]:
