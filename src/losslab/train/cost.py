@@ -68,11 +68,11 @@ def estimate_training(
     records = 1 + total // every + (1 if total % every else 0)
     early = config.target_loss is not None or config.target_accuracy is not None
     step_s = _seconds_per_step(objective, config, thetas, seeds or [config.seed], min(timing_steps, total))
-    block = objective.as_theta(objective.theta0)[None].expand(members, -1) if thetas is None else thetas
-    record_s = members * seconds_per_point(objective, block[0])
+    theta = objective.theta0 if thetas is None else thetas[0]
+    record_s = members * seconds_per_point(objective, theta)
     test_obj = objective.test_objective(test)
     if test_obj is not None:
-        record_s += members * seconds_per_point(test_obj, block[0])
+        record_s += members * seconds_per_point(test_obj, theta)
     who = "" if members == 1 else f", all {members} members together"
     epochs = total / config.steps_per_epoch(objective.n)
     work = [
