@@ -1,6 +1,6 @@
 """How close `--estimate` comes to the run it predicts, on the digits MLP.
 
-    python benchmarks/estimate.py [--device cpu|cuda]
+    python benchmarks/estimate.py [--device cpu|cuda] [--studies NAME ...] [--quick]
 
 For each workload the estimate is made first (what `losslab ... --estimate` prints),
 then the work itself is run and timed in the same process:
@@ -10,6 +10,9 @@ then the work itself is run and timed in the same process:
 - hessian: the density (4 starts × 48 Lanczos steps) — a fixed amount of work — and
   top-5 Lanczos, whose product count is only bounded before the run: the estimate's
   per-product time is compared with the run's wall time per product.
+
+With ``--studies``, instead: each named study's estimate of its preset (full, or quick
+with ``--quick``) against the study run in memory (compute only: no figures, no report).
 
 Prints one JSON line: predicted and measured seconds and their ratio per workload.
 """
@@ -26,6 +29,7 @@ from losslab import Objective, TrainConfig, build_model, load_data, train
 from losslab.curvature import extreme_eigenpairs, hessian_operator, slq
 from losslab.curvature.cost import estimate_curvature
 from losslab.objective.cost import Estimate, Work, seconds_per_point
+from losslab.studies import STUDIES, StudyContext
 from losslab.surface import axis, plane, random_directions
 from losslab.train.cost import estimate_training
 
@@ -39,7 +43,12 @@ def _timed(fn) -> float:  # noqa: ANN001
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--studies", nargs="+", choices=sorted(STUDIES), help="Compare study estimates instead.")
+    parser.add_argument("--quick", action="store_true", help="With --studies: the quick presets.")
     args = parser.parse_args()
+    if args.studies:
+        studies(args.studies, "quick" if args.quick else "full", args.device)
+        return
     spec = "mlp:64-100-100-10"
     objective = Objective(build_model(spec, seed=0), "cross_entropy", load_data("digits"), device=args.device)
     out: dict[str, object] = {"device": args.device, "model": spec, "params": objective.dim}
@@ -80,6 +89,21 @@ def main() -> None:
         entry = out[name]
         entry["ratio"] = round(entry["predicted_s"] / entry["measured_s"], 3)  # type: ignore[index,operator]
     emit("estimate", out)
+
+
+def studies(names: list[str], preset: str, device: str) -> None:
+    out: dict[str, object] = {"device": device, "preset": preset}
+    for name in names:
+        study = STUDIES[name]
+        config, context = study.config(preset), StudyContext(device=device)
+        estimate = study.estimate(config, context)  # type: ignore[misc]
+        measured = _timed(lambda study=study, config=config, context=context: study.run(config, context))
+        out[name] = {
+            "predicted_s": round(estimate.seconds, 2),
+            "bound_s": round(estimate.bound_seconds, 2),
+            "measured_s": round(measured, 2),
+        }
+    emit("estimate_studies", out)
 
 
 if __name__ == "__main__":

@@ -170,22 +170,44 @@ def hutchinson(
     _check("hutchinson", tol, atol, max_hvps, min_samples, block)
     track = _Tracker(op, "hutchinson", tol, atol, max_hvps, min_samples)
     g = torch.Generator().manual_seed(int(seed))
+    count, converged, parts = _probe(op, track, g, block, max_hvps, groups=groups)
+    return track.result(count, converged, parts)
+
+
+def _probe(
+    op: Operator,
+    track: _Tracker,
+    g: torch.Generator,
+    block: int,
+    max_hvps: int,
+    *,
+    offset: float = 0.0,
+    deflate: torch.Tensor | None = None,
+    groups: dict[str, slice] | None = None,
+) -> tuple[int, bool, dict[str, list[float]]]:
+    """Hutchinson's loop: Rademacher probes ``block`` at a time until the tracker's rule holds.
+
+    Probes are projected off the orthonormal rows of ``deflate`` (Hutch++'s sketch) and
+    the estimate is ``offset`` + the mean of zᵀ A z. Returns (probes used, converged,
+    (mean, standard error) of each group's diagonal block).
+    """
     samples = torch.zeros(0, dtype=_WORK)
     parts = {name: torch.zeros(0, dtype=_WORK) for name in groups or {}}
     converged = False
     while track.spent < max_hvps:
         Z = _rademacher(min(block, max_hvps - track.spent), op.dim, g, op.device)
+        if deflate is not None:
+            Z = Z - (Z @ deflate.T) @ deflate
         AZ = op.matmat(Z.to(op.dtype)).to(_WORK)
         samples = torch.cat([samples, (Z * AZ).sum(1).cpu()])
         for name, where in (groups or {}).items():
             parts[name] = torch.cat([parts[name], (Z[:, where] * AZ[:, where]).sum(1).cpu()])
-        estimate, stderr = _mean_stderr(samples)
-        track.add(estimate, stderr)
-        if track.precise(estimate, stderr, len(samples)):
+        mean, stderr = _mean_stderr(samples)
+        track.add(offset + mean, stderr)
+        if track.precise(offset + mean, stderr, len(samples)):
             converged = True
             break
-    group_out = {name: list(_mean_stderr(values)) for name, values in parts.items()}
-    return track.result(len(samples), converged, group_out)
+    return len(samples), converged, {name: list(_mean_stderr(values)) for name, values in parts.items()}
 
 
 def _orthonormal_rows(Y: torch.Tensor, Q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -231,21 +253,10 @@ def hutchpp(
     Q, _, _ = _orthonormal_rows(Y, torch.zeros(0, op.dim, dtype=_WORK, device=op.device))
     AQ = op.matmat(Q.to(op.dtype)).to(_WORK)
     low_rank = float((Q * AQ).sum())
-    samples = torch.zeros(0, dtype=_WORK)
-    converged = False
-    while track.spent < max_hvps:
-        Z = _rademacher(min(block, max_hvps - track.spent), op.dim, g, op.device)
-        Z = Z - (Z @ Q.T) @ Q
-        AZ = op.matmat(Z.to(op.dtype)).to(_WORK)
-        samples = torch.cat([samples, (Z * AZ).sum(1).cpu()])
-        mean, stderr = _mean_stderr(samples)
-        track.add(low_rank + mean, stderr)
-        if track.precise(low_rank + mean, stderr, len(samples)):
-            converged = True
-            break
+    count, converged, _ = _probe(op, track, g, block, max_hvps, offset=low_rank, deflate=Q)
     if not track.estimates:  # the whole budget went into the sketch
         track.add(low_rank, math.inf)
-    return track.result(len(samples), converged)
+    return track.result(count, converged)
 
 
 def xtrace(

@@ -40,6 +40,8 @@ from losslab.store import register_result
 
 __all__ = ["SharpnessTrack", "SharpnessTracker"]
 
+TRACK_MAX_HVPS = 300  # product budget of each warm-started λmax measurement
+
 
 @register_result
 @dataclass
@@ -101,7 +103,7 @@ class SharpnessTracker:
         every: int = 10,
         *,
         tol: float = 1e-4,
-        max_hvps: int = 300,
+        max_hvps: int = TRACK_MAX_HVPS,
         ggn: bool = False,
         seed: int = 0,
     ) -> None:

@@ -124,8 +124,8 @@ def seconds_per_point(objective: Objective, theta: torch.Tensor, *, accuracy: bo
     Times one block of as many points as the path evaluates at once (so the per-point
     figure includes its batching gain) at small random offsets from ``theta``.
     """
-    points = objective._points_per_chunk(objective.many_path) if objective.many_path != "loop" else 1
-    points = max(1, min(points, 64))
+    path = objective.many_path
+    points = 1 if path == "loop" else max(1, min(objective._points_per_chunk(path), 64))
     g = torch.Generator().manual_seed(0)
     offsets = 1e-3 * torch.randn(points, objective.dim, generator=g, dtype=torch.float64)
     block = theta.detach() + offsets.to(theta.device, theta.dtype)

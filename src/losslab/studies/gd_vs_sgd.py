@@ -43,6 +43,7 @@ import torch
 from losslab.connectivity import connect
 from losslab.curvature import SharpnessTracker, hessian_operator, lanczos
 from losslab.curvature.cost import estimate_curvature
+from losslab.curvature.tracking import TRACK_MAX_HVPS
 from losslab.errors import UserError, check_float, check_int
 from losslab.objective.cost import Estimate, Work, seconds_per_point
 from losslab.store import register_result
@@ -174,7 +175,7 @@ def _estimate(config: GdVsSgdConfig, context: StudyContext) -> Estimate:
     objective = study_objective(config, context)
     at = objective.curvature_at(objective.theta0)
     final = estimate_curvature(at, top=1)
-    tracking = estimate_curvature(at, top=1, max_hvps=SharpnessTracker(every=config.track_every).max_hvps)
+    tracking = estimate_curvature(at, top=1, max_hvps=TRACK_MAX_HVPS)
     tracks = config.steps // config.track_every
     estimate = Estimate("study gd-vs-sgd", [])
     for optimizer, lr, batch in config.runs():
@@ -204,7 +205,7 @@ def gd_vs_sgd(config: GdVsSgdConfig, context: StudyContext) -> GdVsSgdResult:
     objective = study_objective(config, context)
     data = objective.dataset
     runs = config.runs()
-    records = config.steps // config.track_every + 1 + (config.steps % config.track_every > 0)
+    records = _train_config(config, *runs[0]).record_count(objective.n)  # every run records alike
     tracks = config.steps // config.track_every
 
     def run_point(i: int) -> dict[str, np.ndarray]:

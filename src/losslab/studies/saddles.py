@@ -166,8 +166,7 @@ def _train_config(config: SaddlesConfig) -> TrainConfig:
 def _estimate(config: SaddlesConfig, context: StudyContext) -> Estimate:
     """The run, then at every checkpoint: loss and gradient, Lanczos ends, the density (`saddle_index`)."""
     objective = study_objective(config, context)
-    every = config.steps // config.checkpoints
-    checkpoints = config.steps // every + 1 + (config.steps % every > 0)
+    checkpoints = _train_config(config).snapshot_count(objective.n)
     theta = objective.theta0 * config.init_scale
     at = objective.curvature_at(theta)
     point = estimate_curvature(at, top=1, bottom=config.bottom, density=(4, min(48, objective.dim)))

@@ -77,6 +77,14 @@ class TrainConfig:
             return self.record_every
         return max(self.steps_per_epoch(n), math.ceil(self.total_steps(n) / 500))
 
+    def record_count(self, n: int) -> int:
+        """Records of a run that spends its whole budget: the start, every `record_steps`, the end."""
+        return _marks(self.total_steps(n), self.record_steps(n))
+
+    def snapshot_count(self, n: int) -> int:
+        """Snapshots of a run that spends its whole budget (every ``snapshot_every``, else every record)."""
+        return _marks(self.total_steps(n), self.snapshot_every or self.record_steps(n))
+
     def lr_at(self, step: int, total: int) -> float:
         if self.schedule == "cosine":
             return self.lr * 0.5 * (1.0 + math.cos(math.pi * step / total))
@@ -84,3 +92,8 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
+
+
+def _marks(total: int, every: int) -> int:
+    """How many of the steps 0, every, 2·every, … and ``total`` itself there are."""
+    return total // every + 1 + (total % every > 0)

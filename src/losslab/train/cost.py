@@ -65,7 +65,7 @@ def estimate_training(
     members = 1 if thetas is None else len(thetas)
     total = config.total_steps(objective.n)
     every = config.record_steps(objective.n)
-    records = 1 + total // every + (1 if total % every else 0)
+    records = config.record_count(objective.n)
     early = config.target_loss is not None or config.target_accuracy is not None
     step_s = _seconds_per_step(objective, config, thetas, seeds or [config.seed], min(timing_steps, total))
     theta = objective.theta0 if thetas is None else thetas[0]
