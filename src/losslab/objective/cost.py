@@ -26,9 +26,19 @@ from typing import Any
 
 import torch
 
+from losslab.errors import UserError
 from losslab.objective.objective import CurvatureAt, Objective
 
-__all__ = ["Estimate", "Work", "best_seconds", "seconds_per_grad", "seconds_per_hvp", "seconds_per_point"]
+__all__ = [
+    "Budget",
+    "Estimate",
+    "Work",
+    "best_seconds",
+    "duration",
+    "seconds_per_grad",
+    "seconds_per_hvp",
+    "seconds_per_point",
+]
 
 
 @dataclass(frozen=True)
@@ -58,11 +68,13 @@ class Estimate:
 
     ``seconds`` counts the work whose amount is known; ``bound_seconds`` assumes every
     stopping rule runs to its budget. They are equal when every count is known.
+    ``memory_bytes`` is the peak memory of the results the command holds (0: not estimated).
     """
 
     command: str
     work: list[Work]
     notes: list[str] = field(default_factory=list)
+    memory_bytes: int = 0
 
     @property
     def seconds(self) -> float:
@@ -94,7 +106,45 @@ class Estimate:
                 {"what": w.what, "count": w.count, "bound": w.bound, "unit_seconds": w.unit_seconds} for w in self.work
             ],
             "notes": self.notes,
+            "memory_bytes": self.memory_bytes,
         }
+
+
+def duration(seconds: float) -> str:
+    """A time for people: seconds under 2 min, minutes under 2 h, else hours."""
+    if seconds < 120:
+        return f"{seconds:.3g} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.3g} min"
+    return f"{seconds / 3600:.3g} h"
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What a run may cost before it starts: peak memory of its results and predicted compute time.
+
+    A command whose own `Estimate` exceeds either is refused before anything is written
+    (``losslab surface --steps 100000`` would take thousands of hours and hold ~80 GB);
+    ``budget=None`` in a config (``--no-budget`` on the command line) runs it anyway.
+    """
+
+    memory_gib: float = 8.0  # results held at once: what a laptop spares beside the model and data
+    hours: float = 24.0  # a day of compute: anything longer should be asked for on purpose
+
+    def check(self, estimate: Estimate, what: str) -> None:
+        """Raise a `UserError` naming the budget when ``estimate`` exceeds it."""
+        fix = "ask for less, or pass --no-budget (budget=None in Python) to run it anyway"
+        need = estimate.memory_bytes / 2**30
+        if need > self.memory_gib:
+            raise UserError(
+                f"The {what} would hold {need:,.3g} GiB of results, more than the budget of "
+                f"{self.memory_gib:g} GiB: {fix}."
+            )
+        if estimate.bound_seconds > self.hours * 3600:
+            raise UserError(
+                f"The {what} is predicted to take {duration(estimate.bound_seconds)} here, more than the budget "
+                f"of {self.hours:g} h: {fix}."
+            )
 
 
 def best_seconds(fn: Callable[[], object], device: torch.device, repeats: int = 3, budget: float = 0.05) -> float:
@@ -118,18 +168,23 @@ def best_seconds(fn: Callable[[], object], device: torch.device, repeats: int = 
     return best
 
 
-def seconds_per_point(objective: Objective, theta: torch.Tensor, *, accuracy: bool = True) -> float:
+def seconds_per_point(
+    objective: Objective, theta: torch.Tensor, *, accuracy: bool = True, repeats: int = 3, budget: float = 0.05
+) -> float:
     """Seconds per parameter point of `Objective.metrics_many` on the path it takes here.
 
     Times one block of as many points as the path evaluates at once (so the per-point
-    figure includes its batching gain) at small random offsets from ``theta``.
+    figure includes its batching gain) at small random offsets from ``theta``;
+    ``repeats`` and ``budget`` as in `best_seconds` (one repeat and no budget suffice for
+    a check against an hours-sized limit).
     """
     path = objective.many_path
     points = 1 if path == "loop" else max(1, min(objective._points_per_chunk(path), 64))
     g = torch.Generator().manual_seed(0)
     offsets = 1e-3 * torch.randn(points, objective.dim, generator=g, dtype=torch.float64)
     block = theta.detach() + offsets.to(theta.device, theta.dtype)
-    return best_seconds(lambda: objective.metrics_many(block, accuracy=accuracy), objective.device) / points
+    fn = lambda: objective.metrics_many(block, accuracy=accuracy)  # noqa: E731
+    return best_seconds(fn, objective.device, repeats=repeats, budget=budget) / points
 
 
 def seconds_per_grad(objective: Objective, theta: torch.Tensor) -> float:

@@ -3,21 +3,42 @@
 A plane is drawn with a along the x axis and b along the y axis: ``loss[i, j]`` is the
 value at (a[i], b[j]), so the arrays are transposed for matplotlib and plotly, which
 both index z[row = y, column = x].
+
+How the loss axis is drawn (linear, log, or 'auto': log when the values span over two
+decades) is a drawing choice, not part of a result: `loss_scale` sets it for the figures
+drawn inside it (``losslab surface --scale`` wraps its report in it).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from losslab.errors import check_choice
 from losslab.report.figures import Figure, draws, new_figure
 from losslab.surface import Interpolation, Line, Surface
 
-__all__: list[str] = []
+__all__ = ["SCALES", "loss_scale"]
+
+SCALES = ("auto", "linear", "log")
+_SCALE: ContextVar[str] = ContextVar("loss_scale", default="auto")
+
+
+@contextmanager
+def loss_scale(scale: str, owner: str = "surface") -> Iterator[None]:
+    """Draw the loss of surfaces, lines and interpolations on ``scale`` inside this block."""
+    token = _SCALE.set(check_choice(scale, "scale", owner, SCALES))
+    try:
+        yield
+    finally:
+        _SCALE.reset(token)
 
 
 def _log_scale(scale: str, *arrays: np.ndarray | None) -> bool:
@@ -36,7 +57,7 @@ def _axis_label(name: str, kind: str) -> str:
 @draws(Surface)
 def _surface(result: Surface) -> list[Figure]:
     kinds = result.directions.kind
-    log = _log_scale(result.scale, result.loss, result.test_loss)
+    log = _log_scale(_SCALE.get(), result.loss, result.test_loss)
     panels = [("train", result.loss)]
     if result.test_loss is not None:
         panels.append(("test", result.test_loss))
@@ -150,7 +171,7 @@ def _curves(
 
 @draws(Line)
 def _line(result: Line) -> list[Figure]:
-    log = _log_scale(result.scale, result.loss, result.test_loss)
+    log = _log_scale(_SCALE.get(), result.loss, result.test_loss)
     marks = [(0.0, "θ")] if result.alphas[0] <= 0 <= result.alphas[-1] else []
     fig, inter = _curves(result.alphas, result, f"α (along {result.directions.kind[0]})", log, marks)
     lo, hi = result.alphas[0], result.alphas[-1]
@@ -160,7 +181,7 @@ def _line(result: Line) -> list[Figure]:
 
 @draws(Interpolation)
 def _interpolation(result: Interpolation) -> list[Figure]:
-    log = _log_scale(result.scale, result.loss, result.test_loss)
+    log = _log_scale(_SCALE.get(), result.loss, result.test_loss)
     marks = [
         (x, text)
         for x, text in ((0.0, result.labels[0]), (1.0, result.labels[1]))

@@ -1,5 +1,9 @@
 """Loss surfaces: directions, 1-D and 2-D slices, trajectory planes, monotonic interpolation.
 
+``run(setup_or_objective, SurfaceConfig(...))`` is ``losslab surface`` and
+``run(..., InterpolateConfig(...))`` is ``losslab interpolate``; the functions below
+are their pieces.
+
 >>> import torch
 >>> from losslab import Objective
 >>> from losslab.surface import axis, line
@@ -24,18 +28,22 @@ from losslab.surface.directions import (
     random_directions,
 )
 from losslab.surface.interpolation import Interpolation, bump, interpolate
+from losslab.surface.run import InterpolateConfig, SurfaceConfig, estimate, run
 from losslab.surface.slices import Line, Surface, axis, line, plane, plane_key
 from losslab.surface.trajectory import Trajectory, fit_range, project
 
 __all__ = [
     "DIRECTION_KINDS",
     "Directions",
+    "InterpolateConfig",
     "Interpolation",
     "Line",
     "Surface",
+    "SurfaceConfig",
     "Trajectory",
     "axis",
     "bump",
+    "estimate",
     "filter_normalize",
     "fit_range",
     "gaussian",
@@ -49,4 +57,5 @@ __all__ = [
     "plane_key",
     "project",
     "random_directions",
+    "run",
 ]

@@ -75,7 +75,6 @@ class Interpolation:
     distance: float
     labels: list[str]
     seconds: float
-    scale: str = "auto"
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -107,7 +106,6 @@ def interpolate(
     test: Objective | None = None,
     tolerance: float | None = None,
     labels: tuple[str, str] = ("a", "b"),
-    scale: str = "auto",
 ) -> Interpolation:
     """L((1 − α) θ_a + α θ_b) at each α (see `axis`), with the MLI verdict on α ∈ [0, 1].
 
@@ -152,5 +150,4 @@ def interpolate(
         distance,
         list(labels),
         seconds,
-        scale,
     )

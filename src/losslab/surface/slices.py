@@ -35,7 +35,6 @@ from losslab.surface.trajectory import Trajectory
 
 __all__ = ["Line", "Surface", "axis", "line", "plane", "plane_key"]
 
-SCALES = ("auto", "linear", "log")
 _PIECE_POINTS = 256  # points per resumable piece: ~0.1 s on 2 CPU cores, far above Ray's per-task cost
 
 
@@ -100,7 +99,6 @@ class Line:
     theta: np.ndarray
     directions: Directions
     seconds: float
-    scale: str = "auto"
 
     def summary(self) -> dict[str, Any]:
         i = int(np.nanargmin(self.loss))
@@ -125,7 +123,6 @@ def line(
     alphas: np.ndarray,
     *,
     test: Objective | None = None,
-    scale: str = "auto",
 ) -> Line:
     """L(θ + α d) at each α of ``alphas`` (use `axis` for a closed range), in one block of points.
 
@@ -152,7 +149,6 @@ def line(
         _np(theta),
         directions,
         time.perf_counter() - start,
-        scale,
     )
 
 
@@ -166,8 +162,7 @@ class Surface:
     the value at (a[i], b[j]). ``theta`` and ``directions`` recompute or extend it;
     ``trajectory`` is a training trajectory projected onto the plane (or None).
     ``points_per_second`` counts the points evaluated by this call (not loaded pieces).
-    ``scale`` is how figures draw the loss: 'linear', 'log', or 'auto' (log when the
-    values span more than two decades).
+    How figures draw the loss is the report's choice (`losslab.report.surface.loss_scale`).
     """
 
     a: np.ndarray
@@ -182,7 +177,6 @@ class Surface:
     seconds: float
     points_evaluated: int
     path: str
-    scale: str = "auto"
 
     @property
     def points_per_second(self) -> float:
@@ -269,7 +263,6 @@ def plane(
     executor: Executor | None = None,
     rows_per_chunk: int | None = None,
     trajectory: Trajectory | None = None,
-    scale: str = "auto",
     progress: Callable[[int, int], None] | None = None,
 ) -> Surface:
     """L(θ + a_i d₁ + b_j d₂) and accuracy (with ``test``, on the test split too) on the grid a × b.
@@ -288,8 +281,6 @@ def plane(
     if d2 is None:
         raise UserError("A 2-D surface needs two directions: make them with count=2, or use line() for 1-D.")
     _check_test(objective, test)
-    if scale not in SCALES:
-        raise UserError(f"The 'scale' parameter of surface must be one of {', '.join(SCALES)}. Got {scale!r}.")
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.ndim != 1 or b.ndim != 1 or len(a) < 2 or len(b) < 2:
         raise UserError("The grid axes a and b must be 1-D with at least 2 values each: build them with axis().")
@@ -349,7 +340,6 @@ def plane(
         seconds,
         computed,
         objective.many_path,
-        scale,
     )
 
 
