@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
-import numpy as np
 import typer
 
 from losslab.cli.app import app
@@ -29,39 +27,14 @@ from losslab.cli.common import (
     finish,
     open_run,
     progress_bar,
+    stderr,
 )
 from losslab.cli.demo import demo_step
-from losslab.curvature import (
-    extreme_eigenpairs,
-    ggn_operator,
-    hessian_operator,
-    hutchinson,
-    hutchpp,
-    per_layer,
-    saddle_index,
-    sharpness,
-    slq,
-    xtrace,
-)
-from losslab.curvature.cost import estimate_curvature
-from losslab.errors import UserError, check_choice, check_float, check_int
-from losslab.store.serialize import decode, encode
+from losslab.curvature.run import MATRICES, HessianConfig
+from losslab.curvature.run import estimate as estimate_hessian
+from losslab.curvature.run import run as run_hessian
 
 __all__ = ["hessian_command"]
-
-TRACE_METHODS = {"xtrace": xtrace, "hutchpp": hutchpp, "hutchinson": hutchinson}
-
-
-def _to_arrays(result: Any) -> dict[str, np.ndarray]:
-    """A result as the arrays of one resumable piece (its JSON spec rides along as a string)."""
-    arrays: dict[str, np.ndarray] = {}
-    spec = encode(result, "r", arrays)
-    arrays["__spec__"] = np.asarray(json.dumps(spec))
-    return arrays
-
-
-def _from_arrays(arrays: dict[str, np.ndarray]) -> Any:
-    return decode(json.loads(str(arrays["__spec__"])), arrays)
 
 
 @app.command("hessian")
@@ -98,10 +71,11 @@ def hessian_command(
             help="lambda_max, epsilon-sharpness, adaptive and average-case sharpness.",
         ),
     ] = False,
-    ggn: Annotated[
-        bool,
-        typer.Option("--ggn", help="Use the generalized Gauss-Newton matrix (PSD) instead of the Hessian."),
-    ] = False,
+    matrix: Annotated[
+        str,
+        typer.Option("--matrix", help=f"{' | '.join(MATRICES)}: ggn is the generalized Gauss-Newton matrix (PSD)."),
+    ] = "hessian",
+    ggn: Annotated[bool, typer.Option("--ggn", hidden=True, help="Deprecated: --matrix ggn.")] = False,
     layers: Annotated[
         bool,
         typer.Option("--per-layer", help="lambda_max and trace of each layer's diagonal block."),
@@ -130,153 +104,45 @@ def hessian_command(
     estimate: EstimateOpt = False,
 ) -> None:
     """Curvature at a checkpoint: eigenpairs with residuals, trace, density, saddle, sharpness."""
+    if ggn:
+        stderr.print("losslab: warning: --ggn is deprecated; use --matrix ggn.", markup=False)
+        matrix = "ggn"
+    config = HessianConfig(
+        top=top,
+        bottom=bottom,
+        trace=trace,
+        density=density,
+        saddle=saddle,
+        sharpness=sharp,
+        per_layer=layers,
+        matrix=matrix,
+        tol=tol,
+        max_hvps=max_hvps,
+        trace_method=trace_method,
+        trace_tol=trace_tol,
+        trace_max_hvps=trace_max_hvps,
+        starts=starts,
+        steps=steps,
+        tau=tau,
+        eps=eps,
+        rho=rho,
+        sigma=sigma,
+        seed=seed,
+    )
     setup = Setup(model, data, checkpoint, loss, device, dtype, seed, label_noise)
-    check_int(top, "top", "hessian", low=0)
-    check_int(bottom, "bottom", "hessian", low=0)
-    check_float(tol, "tol", "hessian", low=0.0, high=1.0, low_open=True)
-    check_float(trace_tol, "trace_tol", "hessian", low=0.0, high=1.0, low_open=True)
-    check_int(trace_max_hvps, "trace_max_hvps", "hessian", low=2)
-    check_choice(trace_method, "trace_method", "hessian", TRACE_METHODS)
-    check_int(starts, "starts", "hessian", low=2)
-    check_int(steps, "steps", "hessian", low=2)
-    if max_hvps is not None:
-        check_int(max_hvps, "max_hvps", "hessian", low=1)
-    if tau is not None:
-        check_float(tau, "tau", "hessian", low=0.0)
-    for name, value in (("eps", eps), ("rho", rho), ("sigma", sigma)):
-        check_float(value, name, "hessian", low=0.0, low_open=True)
-    if saddle:
-        top, bottom, density = max(top, 1), max(bottom, 5), True
-    if sharp:
-        top = max(top, 1)
-    if top + bottom == 0 and not (trace or density or layers):
-        raise UserError(
-            "Nothing to compute: ask for --top K, --bottom K, --trace, --density, --saddle, --sharpness or --per-layer."
-        )
-    objective = setup.objective()
-    dim = objective.dim
-    if top + bottom > dim:
-        raise UserError(
-            f"--top {top} and --bottom {bottom} ask for {top + bottom} eigenpairs but the "
-            f"model has {dim} parameters: ask for at most {dim}."
-        )
-    if steps > dim:
-        steps = dim
-    theta = objective.theta0
-    at = objective.curvature_at(theta)
-    op = (ggn_operator if ggn else hessian_operator)(objective, at)
-
-    pieces = [
-        name
-        for name, wanted in (
-            ("eigen", top + bottom > 0),
-            ("trace", trace),
-            ("density", density),
-            ("saddle", saddle),
-            ("sharpness", sharp),
-            ("layers", layers),
-        )
-        if wanted
-    ]
-    settings = {
-        "top": top,
-        "bottom": bottom,
-        "ggn": ggn,
-        "tol": tol,
-        "max_hvps": max_hvps,
-        "trace_method": trace_method if trace else None,
-        "trace_tol": trace_tol,
-        "trace_max_hvps": trace_max_hvps,
-        "starts": starts,
-        "steps": steps,
-        "tau": tau,
-        "eps": eps,
-        "rho": rho,
-        "sigma": sigma,
-        "pieces": pieces,
-    }
-    run_config = {**setup.config(), "hessian": settings}
     if estimate:
-        cost = estimate_curvature(
-            at,
-            top=top,
-            bottom=bottom,
-            max_hvps=max_hvps,
-            trace=trace_method if trace else None,
-            trace_max_hvps=trace_max_hvps,
-            density=(starts, steps) if density else None,
-            sharpness=sharp,
-            per_layer=layers,
-            ggn=ggn,
-        )
-        emit_estimate(cost, json_out)
+        emit_estimate(estimate_hessian(setup, config), json_out)
         return
+    run_config = {**setup.config(), "hessian": config.to_dict()}
     with open_run(
-        "hessian",
-        out,
-        config=run_config,
-        force=force,
-        seeds={"seed": seed},
-        device=device,
-        dtype=dtype,
+        "hessian", out, config=run_config, force=force, seeds={"seed": seed}, device=device, dtype=dtype
     ) as run:
-        chunks = run.chunks("hessian", run_config)
-
-        def earlier(name: str) -> Any:
-            return _from_arrays(chunks.load(pieces.index(name)))
-
-        def piece(index: int) -> dict[str, np.ndarray]:
-            name = pieces[index]
-            if name == "eigen":
-                high, low = extreme_eigenpairs(op, top, bottom, tol=tol, max_hvps=max_hvps, seed=seed)
-                return _to_arrays({"top": high, "bottom": low})
-            if name == "trace":
-                return _to_arrays(TRACE_METHODS[trace_method](op, tol=trace_tol, max_hvps=trace_max_hvps, seed=seed))
-            if name == "density":
-                return _to_arrays(slq(op, starts=starts, steps=steps, seed=seed))
-            if name == "saddle":
-                pairs = earlier("eigen")
-                return _to_arrays(
-                    saddle_index(
-                        op,
-                        tau=tau,
-                        density=earlier("density"),
-                        top=pairs["top"],
-                        bottom=pairs["bottom"],
-                        seed=seed,
-                    )
-                )
-            if name == "sharpness":
-                return _to_arrays(
-                    sharpness(
-                        objective,
-                        theta,
-                        eps=eps,
-                        rho=rho,
-                        sigma=sigma,
-                        top=None if ggn else earlier("eigen")["top"],  # λmax is the Hessian's
-                        seed=seed,
-                    )
-                )
-            return _to_arrays(per_layer(objective, at, ggn=ggn, seed=seed))
-
         with progress_bar("curvature", not json_out) as update:
-            done = [_from_arrays(a) for a in chunks.map(piece, len(pieces), progress=update)]
-        results: dict[str, Any] = {}
-        for name, value in zip(pieces, done, strict=True):
-            if name == "eigen":
-                results.update({side: value[side] for side in ("top", "bottom") if len(value[side].eigenvalues)})
-            else:
-                results[name] = value
-        summary: dict[str, Any] = {"operator": op.name, "dim": dim}
-        summary.update({name: result.summary() for name, result in results.items()})
-        finish(
-            run,
-            results,
-            summary,
-            json_out=json_out,
-            title=f"{op.name} of {setup.model_spec} on {setup.data}",
-        )
+            result = run_hessian(setup, config, store=run, progress=update)
+        for line in result.warnings():
+            stderr.print(f"losslab: warning: {line}", markup=False)
+        title = f"{result.operator} of {setup.model_spec} on {setup.data}"
+        finish(run, result.results(), result.summary(), json_out=json_out, title=title)
 
 
 @demo_step("hessian", "Hessian of the trained MLP: top-5 with residuals, trace, density, saddle index")
