@@ -5,7 +5,7 @@ estimates with error bars (`hutchinson`, `hutchpp`, `xtrace`), the spectral dens
 stochastic Lanczos quadrature (`slq`), the saddle index (`saddle_index`), sharpness
 measures (`sharpness` and its parts), per-layer curvature (`per_layer`) and λmax along
 training (`SharpnessTracker`). Every estimator takes an `Operator` or a dense
-symmetric tensor.
+symmetric tensor. ``run(setup_or_objective, HessianConfig(...))`` is ``losslab hessian``.
 """
 
 from losslab.curvature.density import SpectralDensity, slq
@@ -18,6 +18,7 @@ from losslab.curvature.operators import (
     hessian_operator,
 )
 from losslab.curvature.per_layer import LayerCurvature, per_layer
+from losslab.curvature.run import HessianConfig, HessianResult, run
 from losslab.curvature.saddle import SaddleIndex, saddle_index
 from losslab.curvature.sharpness import (
     AverageSharpness,
@@ -35,6 +36,8 @@ __all__ = [
     "AverageSharpness",
     "DenseOperator",
     "Eigenpairs",
+    "HessianConfig",
+    "HessianResult",
     "LayerCurvature",
     "Operator",
     "SaddleIndex",
@@ -55,6 +58,7 @@ __all__ = [
     "hutchpp",
     "lanczos",
     "per_layer",
+    "run",
     "saddle_index",
     "sharpness",
     "slq",
