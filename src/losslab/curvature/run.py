@@ -125,8 +125,13 @@ class HessianConfig:
         return [name for name in PIECES if wanted[name]]
 
     def to_dict(self) -> dict[str, Any]:
-        """The config as JSON values (what run.json records; `HessianConfig(**d)` reads it back)."""
+        """The config as JSON values (what run.json records under 'hessian'; `from_dict` reads it back)."""
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> HessianConfig:
+        """The config a run recorded (keys that are not the config's are skipped)."""
+        return cls(**{k: v for k, v in values.items() if k in {f.name for f in dataclasses.fields(cls)}})
 
 
 @register_result

@@ -136,8 +136,13 @@ class SurfaceConfig:
         self.budget = _budget(self.budget, "surface")
 
     def to_dict(self) -> dict[str, Any]:
-        """The config as JSON values (what run.json records; `SurfaceConfig(**d)` reads it back)."""
+        """The config as JSON values (what run.json records; `from_dict` reads it back)."""
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> SurfaceConfig:
+        """The config a run recorded (a run.json ``config``: keys that are not the config's are skipped)."""
+        return cls(**{k: v for k, v in values.items() if k in {f.name for f in dataclasses.fields(cls)}})
 
 
 @dataclass
@@ -161,6 +166,10 @@ class InterpolateConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> InterpolateConfig:
+        return cls(**{k: v for k, v in values.items() if k in {f.name for f in dataclasses.fields(cls)}})
 
 
 # ---------------------------------------------------------------------- inputs
