@@ -181,3 +181,12 @@ def test_too_many_pairs_for_the_model_is_refused_before_any_product() -> None:
     with pytest.raises(UserError, match=f"ask for at most {objective.dim}"):
         run(objective, HessianConfig(top=objective.dim, bottom=1))
     assert isinstance(run(objective, HessianConfig(top=1)).top, Eigenpairs)
+
+
+def test_docstring_example() -> None:
+    import doctest
+    import importlib
+
+    module = importlib.import_module("losslab.curvature.run")  # `losslab.curvature.run` is the function
+    result = doctest.testmod(module)
+    assert result.attempted > 0 and result.failed == 0

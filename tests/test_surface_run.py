@@ -198,3 +198,11 @@ def test_scale_is_the_report_s_choice(train_run: Path, tmp_path: Path) -> None:
             pass
     bad = runner.invoke(app, ["surface", "--model", MODEL, "--scale", "cubic", "--out", str(tmp_path / "b")])
     assert bad.exit_code == 2 and "'scale' parameter of surface" in bad.stderr
+
+
+def test_docstring_example() -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module("losslab.surface.run"))
+    assert result.attempted > 0 and result.failed == 0

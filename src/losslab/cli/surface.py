@@ -132,9 +132,8 @@ def surface_command(
             emit_estimate(estimate_surface(setup, config), json_out)
             return
         run_config = {**setup.config(), **config.to_dict(), "scale": scale}
-        with open_run(
-            "surface", out, config=run_config, force=force, seeds={"directions": seed}, **_where(setup)
-        ) as run:
+        seeds = {"directions": seed}
+        with open_run("surface", out, config=run_config, force=force, seeds=seeds, device=device, dtype=dtype) as run:
             with progress_bar("surface", not json_out) as update:
                 result = run_surface(
                     setup, config, store=run, executor=get_executor(ray) if ray else None, progress=update
@@ -143,10 +142,6 @@ def surface_command(
             shape = f"{len(result.alphas)} points" if line_only else f"{len(result.a)}×{len(result.b)}"
             title = f"loss {name} ({'/'.join(result.directions.kind)}, {shape}) of {setup.model_spec} on {setup.data}"
             finish(run, {name: result}, result.summary(), json_out=json_out, title=title)
-
-
-def _where(setup: Setup) -> dict[str, str]:
-    return {"device": setup.device, "dtype": setup.dtype}
 
 
 @app.command("interpolate")
@@ -186,7 +181,7 @@ def interpolate_command(
     with loss_scale(scale, "interpolate"):
         setup = Setup(model, data, to, loss, device, dtype, seed, label_noise)
         run_config = {**setup.config(), **config.to_dict(), "scale": scale}
-        with open_run("interpolate", out, config=run_config, force=force, **_where(setup)) as run:
+        with open_run("interpolate", out, config=run_config, force=force, device=device, dtype=dtype) as run:
             result = run_surface(setup, config)
             title = f"linear interpolation {from_} → {to} ({setup.model_spec} on {setup.data})"
             finish(run, {"interpolation": result}, result.summary(), json_out=json_out, title=title)
