@@ -173,12 +173,14 @@ class HessianResult:
 def uncertified(pairs: Eigenpairs) -> list[str]:
     """Why each pair of ``pairs`` that is not certified is not (empty when all are).
 
-    A pair is certified where the result's own ``certified`` flags say so; results that
-    carry no such flags fall back on ``converged`` (its residual met ``tol``·‖H‖).
+    A pair is certified where the result's own ``certified`` flags say so (per pair, or one
+    flag for all), with its ``reason`` (or per-pair ``reasons``); results that carry no
+    such flags fall back on ``converged`` (its residual met ``tol``·‖H‖).
     """
     flags = getattr(pairs, "certified", None)
-    flags = np.asarray(pairs.converged if flags is None else flags, dtype=bool)
-    reasons = getattr(pairs, "reason", None)
+    flags = np.broadcast_to(np.asarray(pairs.converged if flags is None else flags, dtype=bool), pairs.converged.shape)
+    reasons = getattr(pairs, "reasons", None)
+    reasons = getattr(pairs, "reason", None) if reasons is None else reasons
     lines = []
     for i in np.flatnonzero(~flags):
         reason = reasons[i] if isinstance(reasons, (list, tuple, np.ndarray)) else reasons
@@ -298,13 +300,20 @@ def run(
     _check_dim(config, dim)
     steps = min(config.steps, dim)  # a Krylov space of a d × d matrix has at most d vectors
     theta = objective.theta0
-    at = objective.curvature_at(theta)
-    op = MATRICES[config.matrix](objective, at)
     pieces = config.pieces
     done: dict[str, Any] = {}
+    built: dict[str, Any] = {}
+
+    def operator() -> tuple[Any, Any]:
+        """The gradient graph at θ and the operator on it, built where the first piece runs."""
+        if not built:
+            built["at"] = objective.curvature_at(theta)
+            built["op"] = MATRICES[config.matrix](objective, built["at"])
+        return built["at"], built["op"]
 
     def compute(name: str) -> Any:
         seed = config.seed
+        at, op = operator()
         if name == "eigen":
             high, low = extreme_eigenpairs(
                 op, config.top, config.bottom, tol=config.tol, max_hvps=config.max_hvps, seed=seed
@@ -341,7 +350,7 @@ def run(
 
     eigen = done.get("eigen", {"top": None, "bottom": None})
     return HessianResult(
-        op.name,
+        config.matrix,
         dim,
         top=eigen["top"] if config.top else None,
         bottom=eigen["bottom"] if config.bottom else None,
