@@ -348,6 +348,15 @@ def _plan(source: Source, config: SurfaceConfig) -> _Plan:
     return _Plan(objective, test, theta, directions, trajectory, a, b)
 
 
+def _results_bytes(objective: Objective, test: Objective | None, points: int) -> int:
+    """Peak memory of a grid's results: loss (and accuracy, for classes) on each split, held twice.
+
+    Twice: the saved pieces and the grid they are joined into exist together once.
+    """
+    arrays = (2 if test is not None else 1) * (2 if objective.is_classification else 1)
+    return 2 * points * arrays * objective.theta0.element_size()
+
+
 def _grid_estimate(objective: Objective, test: Objective | None, theta: torch.Tensor, points: int) -> Estimate:
     """Grid points on each split, timed here, and the peak memory of their results."""
     splits = [("train", objective)] + ([("test", test)] if test is not None else [])
@@ -360,9 +369,7 @@ def _grid_estimate(objective: Objective, test: Objective | None, theta: torch.Te
         )
         for split, obj in splits
     ]
-    arrays = len(splits) * (2 if objective.is_classification else 1)  # loss, and accuracy for classes
-    # The saved pieces and the grid they are joined into are held together once: twice the results.
-    memory = 2 * points * arrays * theta.element_size()
+    memory = _results_bytes(objective, test, points)
     notes = [
         f"Evaluated on the '{objective.many_path}' path; a resumed run skips the pieces already saved.",
         f"Peak memory of the results: {memory / 2**30:,.3g} GiB.",
@@ -370,21 +377,12 @@ def _grid_estimate(objective: Objective, test: Objective | None, theta: torch.Te
     return Estimate("surface", work, notes, memory)
 
 
-def _points(config: SurfaceConfig) -> int:
-    return config.steps if config.line else config.steps * (config.y_steps or config.steps)
-
-
-def estimate(source: Source, config: SurfaceConfig | InterpolateConfig) -> Estimate:
+def estimate(source: Source, config: SurfaceConfig) -> Estimate:
     """What `run` would spend on ``config`` (points per split, timed here), without running it."""
-    if isinstance(config, InterpolateConfig):
-        objective = _objective(source)
-        test = objective.on(split="test") if config.split == "test" else None
-        est = _grid_estimate(objective, test, objective.theta0, config.steps)
-        est.command = "interpolate"
-        return est
     objective = _objective(source)
     test = objective.on(split="test") if config.split == "test" else None
-    return _grid_estimate(objective, test, objective.theta0, _points(config))
+    points = config.steps if config.line else config.steps * (config.y_steps or config.steps)
+    return _grid_estimate(objective, test, objective.theta0, points)
 
 
 def _check_budget(plan: _Plan, config: SurfaceConfig) -> None:
@@ -392,8 +390,7 @@ def _check_budget(plan: _Plan, config: SurfaceConfig) -> None:
         return
     points = len(plan.a) * (1 if plan.b is None else len(plan.b))
     shape = f"line of {len(plan.a):,} points" if plan.b is None else f"grid of {len(plan.a):,}×{len(plan.b):,} points"
-    arrays = (2 if plan.test is not None else 1) * (2 if plan.objective.is_classification else 1)
-    memory_only = Estimate("surface", [], memory_bytes=2 * points * arrays * plan.theta.element_size())
+    memory_only = Estimate("surface", [], memory_bytes=_results_bytes(plan.objective, plan.test, points))
     config.budget.check(memory_only, f"surface {shape}")  # free to check: before timing anything
     config.budget.check(_grid_estimate(plan.objective, plan.test, plan.theta, points), f"surface {shape}")
 
