@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -187,44 +187,23 @@ def interpolate_command(
             finish(run, {"interpolation": result}, result.summary(), json_out=json_out, title=title)
 
 
+def _demo(out: Path, force: bool, device: str, steps: int = 41) -> dict[str, Any]:
+    """The options every demo step shares: beside the demo's train run, quiet JSON output."""
+    return {"steps": steps, "out": out, "force": force, "device": device, "json_out": True}
+
+
 @demo_step("surface", "Loss surface around the trained digits MLP (filter-normalized plane)")
 def _demo_surface(out: Path, force: bool, device: str) -> None:
-    surface_command(
-        checkpoint=str(out.parent / "train"),
-        dirs="filter",
-        steps=41,
-        split="test",
-        out=out,
-        force=force,
-        device=device,
-        json_out=True,
-    )
+    surface_command(checkpoint=str(out.parent / "train"), dirs="filter", split="test", **_demo(out, force, device))
 
 
 @demo_step("surface-pca", "Loss surface along the training trajectory (PCA plane, Li et al. 2018)")
 def _demo_surface_pca(out: Path, force: bool, device: str) -> None:
     train_run = out.parent / "train"
-    surface_command(
-        checkpoint=str(train_run),
-        dirs="pca",
-        pca_from=train_run,
-        steps=41,
-        out=out,
-        force=force,
-        device=device,
-        json_out=True,
-    )
+    surface_command(checkpoint=str(train_run), dirs="pca", pca_from=train_run, **_demo(out, force, device))
 
 
 @demo_step("interpolate", "Monotonic linear interpolation from initialization to the solution")
 def _demo_interpolate(out: Path, force: bool, device: str) -> None:
-    interpolate_command(
-        to=str(out.parent / "train"),
-        from_="init",
-        steps=51,
-        split="test",
-        out=out,
-        force=force,
-        device=device,
-        json_out=True,
-    )
+    to = str(out.parent / "train")
+    interpolate_command(to=to, from_="init", split="test", **_demo(out, force, device, steps=51))

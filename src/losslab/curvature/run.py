@@ -22,7 +22,6 @@ True
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from losslab._config import RecordedConfig
 from losslab.curvature.cost import estimate_curvature
 from losslab.curvature.density import SpectralDensity, slq
 from losslab.curvature.lanczos import Eigenpairs, extreme_eigenpairs
@@ -60,7 +60,7 @@ class _HasObjective(Protocol):
 
 
 @dataclass
-class HessianConfig:
+class HessianConfig(RecordedConfig):
     """What ``losslab hessian`` computes at θ. Every estimator's own defaults are kept."""
 
     top: int = 5  # λmax and its four neighbours: tens of products on a trained network
@@ -123,15 +123,6 @@ class HessianConfig:
             "sharpness": self.sharpness,
         }
         return [name for name in PIECES if wanted[name]]
-
-    def to_dict(self) -> dict[str, Any]:
-        """The config as JSON values (what run.json records under 'hessian'; `from_dict` reads it back)."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> HessianConfig:
-        """The config a run recorded (keys that are not the config's are skipped)."""
-        return cls(**{k: v for k, v in values.items() if k in {f.name for f in dataclasses.fields(cls)}})
 
 
 @register_result

@@ -34,7 +34,6 @@ __all__ = [
     "Estimate",
     "Work",
     "best_seconds",
-    "duration",
     "seconds_per_grad",
     "seconds_per_hvp",
     "seconds_per_point",
@@ -110,15 +109,6 @@ class Estimate:
         }
 
 
-def duration(seconds: float) -> str:
-    """A time for people: seconds under 2 min, minutes under 2 h, else hours."""
-    if seconds < 120:
-        return f"{seconds:.3g} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.3g} min"
-    return f"{seconds / 3600:.3g} h"
-
-
 @dataclass(frozen=True)
 class Budget:
     """What a run may cost before it starts: peak memory of its results and predicted compute time.
@@ -142,8 +132,8 @@ class Budget:
             )
         if estimate.bound_seconds > self.hours * 3600:
             raise UserError(
-                f"The {what} is predicted to take {duration(estimate.bound_seconds)} here, more than the budget "
-                f"of {self.hours:g} h: {fix}."
+                f"The {what} is predicted to take {estimate.bound_seconds / 3600:,.3g} h here, more than the "
+                f"budget of {self.hours:g} h: {fix}."
             )
 
 

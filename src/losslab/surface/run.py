@@ -26,7 +26,6 @@ seeded initialization that ``'init'`` names when no ``init.pt`` is at hand.
 from __future__ import annotations
 
 import copy
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,6 +33,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from losslab._config import RecordedConfig
 from losslab.errors import UserError, check_choice, check_int
 from losslab.models import build_model, load_checkpoint
 from losslab.objective import Objective
@@ -90,7 +90,7 @@ def _budget(value: Any, owner: str) -> Budget | None:
 
 
 @dataclass
-class SurfaceConfig:
+class SurfaceConfig(RecordedConfig):
     """What ``losslab surface`` computes: a plane (or a line, ``line=True``) through θ.
 
     Cell [i, j] of the grid is L(θ + a_i d₁ + b_j d₂) (see `plane`). How the loss is
@@ -135,18 +135,9 @@ class SurfaceConfig:
             )
         self.budget = _budget(self.budget, "surface")
 
-    def to_dict(self) -> dict[str, Any]:
-        """The config as JSON values (what run.json records; `from_dict` reads it back)."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> SurfaceConfig:
-        """The config a run recorded (a run.json ``config``: keys that are not the config's are skipped)."""
-        return cls(**{k: v for k, v in values.items() if k in {f.name for f in dataclasses.fields(cls)}})
-
 
 @dataclass
-class InterpolateConfig:
+class InterpolateConfig(RecordedConfig):
     """What ``losslab interpolate`` computes: L((1 − α) θ_start + α θ_end), θ_end the objective's θ₀."""
 
     start: str = "init"  # --from: a checkpoint, a train run, or 'init' (the end's run's init.pt, else the seeded init)
@@ -163,13 +154,6 @@ class InterpolateConfig:
         check_choice(self.split, "split", "interpolate", SPLITS)
         self.start = str(self.start)
         self.end = None if self.end is None else str(self.end)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> InterpolateConfig:
-        return cls(**{k: v for k, v in values.items() if k in {f.name for f in dataclasses.fields(cls)}})
 
 
 # ---------------------------------------------------------------------- inputs
@@ -406,23 +390,12 @@ def _run_surface(
     _check_budget(plan, config)
     if plan.b is None:
         return line(plan.objective, plan.theta, plan.directions, plan.a, test=plan.test)
-    key = plane_key(
-        plan.objective,
-        plan.theta,
-        plan.directions,
-        plan.a,
-        plan.b,
-        test=plan.test,
-        rows_per_chunk=config.rows_per_chunk,
-    )
+    grid = (plan.objective, plan.theta, plan.directions, plan.a, plan.b)
+    key = plane_key(*grid, test=plan.test, rows_per_chunk=config.rows_per_chunk)
     # Always in pieces of whole rows, stored or not: the pieces are what makes a run from
     # Python, a resumed run and the command line give bit-identical grids.
     return plane(
-        plan.objective,
-        plan.theta,
-        plan.directions,
-        plan.a,
-        plan.b,
+        *grid,
         test=plan.test,
         chunks=_chunks(store, "plane", key),
         executor=executor or LocalExecutor(),
