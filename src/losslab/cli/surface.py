@@ -59,7 +59,12 @@ NoBudgetOpt = Annotated[
 def surface_command(
     model: ModelOpt = None,
     data: Annotated[
-        str | None, typer.Option("--data", help="As for train (default: digits, or --dirs-from's).")
+        str | None,
+        typer.Option(
+            "--data",
+            help="digits, mnist1d, teacher, spirals, xor (key=value options allowed) or path/to/file.py:function. "
+            "Default: the --dirs-from run's data, else digits.",
+        ),
     ] = None,
     checkpoint: CheckpointOpt = None,
     loss: LossOpt = None,
