@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
 import torch
 import typer
 
+from losslab import connectivity
 from losslab._loading import load_callable
 from losslab.cli.app import app
 from losslab.cli.common import (
@@ -30,8 +32,8 @@ from losslab.cli.common import (
     progress_bar,
 )
 from losslab.cli.demo import demo_step
-from losslab.connectivity import ALIGN_METHODS, PATH_KINDS, connect, instability
-from losslab.errors import UserError, check_choice, check_int
+from losslab.connectivity import CURVE_CONFIG, ConnectConfig, instability
+from losslab.errors import UserError, check_int
 from losslab.parallel import get_executor
 from losslab.train import TrainConfig
 
@@ -152,48 +154,22 @@ def connect_command(
     curve_lr: Annotated[float, typer.Option(help="Learning rate of the bend (momentum SGD).")] = 0.05,
 ) -> None:
     """Loss and error barriers between two networks, before and after aligning B's units to A's."""
-    check_int(points, "points", "connect", low=2)
-    check_choice(align, "align", "connect", ("none", *ALIGN_METHODS))
-    check_choice(path, "path", "connect", PATH_KINDS)
-    file_a, file_b = (
-        _checkpoint_file(checkpoint_a, "CKPT_A"),
-        _checkpoint_file(checkpoint_b, "CKPT_B"),
+    curve = replace(CURVE_CONFIG, lr=curve_lr, epochs=curve_epochs, seed=seed) if path != "line" else None
+    config = ConnectConfig(
+        align=align, repair=repair, path=path, points=points, bn_reset=bn_reset, seed=seed, curve=curve
     )
+    file_a, file_b = _checkpoint_file(checkpoint_a, "CKPT_A"), _checkpoint_file(checkpoint_b, "CKPT_B")
     _same_architecture(file_a, file_b)
     setup = Setup(model, data, checkpoint_a, loss, device, dtype, seed, label_noise)
-    model_a, model_b = setup.build_model(), setup.build_model(checkpoint=file_b)
-    objective = setup.objective(model_a)
+    objective, model_b = setup.objective(), setup.build_model(checkpoint=file_b)
     user_spec = _load_spec(spec)
-    curve = TrainConfig(optimizer="momentum", lr=curve_lr, momentum=0.9, epochs=curve_epochs, seed=seed)
-    config = {
-        **setup.config(),
-        "checkpoint_b": file_b,
-        "align": align,
-        "repair": repair,
-        "path": path,
-        "points": points,
-        "spec": spec,
-        "bn_reset": bn_reset,
-        "curve": curve.to_dict() if path != "line" else None,
-    }
-    with open_run("connect", out, config=config, force=force, seeds={"seed": seed}, device=device, dtype=dtype) as run:
+    recorded = {**setup.config(), "checkpoint_b": file_b, **config.to_dict(), "spec": spec}
+    with open_run(
+        "connect", out, config=recorded, force=force, seeds={"seed": seed}, device=device, dtype=dtype
+    ) as run:
         with progress_bar("connecting", not json_out) as update:
-            result = connect(
-                objective,
-                model_a,
-                model_b,
-                align=align,
-                repair=repair,
-                path=path,
-                points=points,
-                spec=user_spec,
-                bn_reset=bn_reset,
-                seed=seed,
-                curve_config=curve,
-                progress=update,
-            )
-        names = f"{Path(file_a).name} ↔ {Path(file_b).name}"
-        title = f"connect {names} ({setup.model_spec} on {setup.data})"
+            result = connectivity.run(objective, objective.model, model_b, config, spec=user_spec, progress=update)
+        title = f"connect {Path(file_a).name} ↔ {Path(file_b).name} ({setup.model_spec} on {setup.data})"
         finish(run, {"connect": result}, result.summary(), json_out=json_out, title=title)
 
 

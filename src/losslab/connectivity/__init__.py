@@ -29,7 +29,7 @@ from losslab.connectivity.align import (
 )
 from losslab.connectivity.barriers import DEFINITIONS, Barrier, barrier, barriers
 from losslab.connectivity.batchnorm import interpolate_buffers, reestimate_batch_norm
-from losslab.connectivity.connect import ConnectResult, connect
+from losslab.connectivity.connect import ConnectConfig, ConnectResult, connect, run
 from losslab.connectivity.evaluation import CURVES, PathEvaluation, evaluate_path
 from losslab.connectivity.graph import TracedNetwork, derive_spec
 from losslab.connectivity.instability import InstabilityResult, instability
@@ -49,6 +49,7 @@ __all__ = [
     "Alignment",
     "Axis",
     "Barrier",
+    "ConnectConfig",
     "ConnectResult",
     "CurveFit",
     "InstabilityResult",
@@ -78,6 +79,7 @@ __all__ = [
     "permute_network",
     "reestimate_batch_norm",
     "resolve_spec",
+    "run",
     "weight_matching",
     "width_study",
 ]
