@@ -1,4 +1,4 @@
-"""``losslab connect`` and ``losslab instability`` through Typer's runner, and the demo step."""
+"""``losslab connect`` through Typer's runner, and the demo step (instability: tests/test_studies_instability.py)."""
 
 from __future__ import annotations
 
@@ -170,33 +170,6 @@ def test_a_spec_that_misses_a_hidden_layer_is_refused(checkpoints, tmp_path: Pat
         tmp_path / "run",
     )
     assert result.exit_code == 2 and "is not valid JSON" in result.stderr
-
-
-def test_instability_command(tmp_path: Path) -> None:
-    out = tmp_path / "inst"
-    result = invoke(
-        "instability",
-        "--model",
-        "mlp:64-8-10",
-        "--epochs",
-        "1",
-        "--ks",
-        "0,4",
-        "--points",
-        "3",
-        "--out",
-        out,
-        "--json",
-    )
-    assert result.exit_code == 0, result.stderr
-    summary = json.loads(result.stdout)["result"]
-    assert summary["ks"] == [0, 4] and len(summary["test_error_barrier"]) == 2
-    assert sorted(p.name for p in (out / "chunks" / "instability").glob("*.npz")) == [
-        "000000.npz",
-        "000001.npz",
-    ]
-    bad = invoke("instability", "--ks", "0,x", "--out", tmp_path / "bad")
-    assert bad.exit_code == 2 and "comma-separated integers" in bad.stderr
 
 
 def test_demo_step_separates_naive_and_aligned_barriers(tmp_path: Path) -> None:

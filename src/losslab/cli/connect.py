@@ -1,4 +1,4 @@
-"""``losslab connect`` and ``losslab instability``: loss barriers between solutions."""
+"""``losslab connect`` and ``losslab instability``: loss barriers between solutions (parse → config → runner)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from losslab.cli.common import (
     DataOpt,
     DeviceOpt,
     DtypeOpt,
+    EstimateOpt,
     ForceOpt,
     JsonOpt,
     LabelNoiseOpt,
@@ -32,10 +33,9 @@ from losslab.cli.common import (
     progress_bar,
 )
 from losslab.cli.demo import demo_step
-from losslab.connectivity import CURVE_CONFIG, ConnectConfig, instability
-from losslab.errors import UserError, check_int
-from losslab.parallel import get_executor
-from losslab.train import TrainConfig
+from losslab.connectivity import CURVE_CONFIG, ConnectConfig
+from losslab.errors import UserError
+from losslab.studies import InstabilityConfig
 
 __all__ = ["connect_command", "instability_command"]
 
@@ -199,64 +199,38 @@ def instability_command(
     ] = None,
     points: Annotated[int, typer.Option(help="Points on the line between the two copies (≥ 2).")] = 11,
     bn_reset: BnResetOpt = True,
+    estimate: EstimateOpt = False,
 ) -> None:
     """Instability analysis (Frankle et al. 2020): barrier between two copies split at step k.
 
     One run trains to each k; two copies continue with batch orders seed+1 and seed+2
     for the rest of the budget; the barrier on the line between them is measured.
+    The study ``losslab study instability`` with these settings.
     """
-    check_int(points, "points", "instability", low=2)
-    check_int(batch_size, "batch_size", "instability", low=0)
+    split_steps = tuple(_ints(ks, "ks", "instability")) if ks is not None else None
     setup = Setup(model, data, None, loss, device, dtype, seed, label_noise)
-    config = TrainConfig(
+    config = InstabilityConfig(
+        model=setup.model_spec,
+        data=data,
+        loss=loss,
+        label_noise=label_noise,
         optimizer=optimizer,
         lr=lr,
         momentum=momentum,
         batch_size=batch_size or None,
         epochs=epochs,
         steps=steps,
+        ks=split_steps,
+        points=points,
+        bn_reset=bn_reset,
         seed=seed,
     )
-    split_steps = _ints(ks, "ks", "instability") if ks is not None else None
-    objective = setup.objective()
-    copies = [seed + 1, seed + 2]
-    run_config = {
-        **setup.config(),
-        "train": config.to_dict(),
-        "ks": split_steps,
-        "points": points,
-        "bn_reset": bn_reset,
-        "copies": copies,
-    }
-    with open_run(
-        "instability",
-        out,
-        config=run_config,
-        force=force,
-        seeds={"parent": seed, "copies": copies},
-        device=device,
-        dtype=dtype,
-    ) as run:
-        chunks = run.chunks("instability", run_config)
-        with progress_bar("split steps", not json_out) as update:
-            result = instability(
-                objective,
-                config,
-                split_steps,
-                seeds=copies,
-                points=points,
-                bn_reset=bn_reset,
-                chunks=chunks,
-                executor=get_executor(ray),
-                progress=update,
-            )
-        finish(
-            run,
-            {"instability": result},
-            result.summary(),
-            json_out=json_out,
-            title=f"instability of {setup.model_spec} on {setup.data}",
-        )
+    # Imported here: cli.study registers the study commands and demo steps, which come last.
+    from losslab.cli.study import execute_study
+
+    title = f"instability of {config.model} on {data}"
+    options = {"device": device, "dtype": dtype, "ray": ray, "out": out, "force": force, "json_out": json_out}
+    execute_study("instability", config, command_name="instability", title=title, estimate=estimate, **options)
 
 
 _DEMO_MODEL = "mlp:64-100-100-10"

@@ -32,13 +32,11 @@ from losslab.connectivity.batchnorm import interpolate_buffers, reestimate_batch
 from losslab.connectivity.connect import ConnectConfig, ConnectResult, connect, run
 from losslab.connectivity.evaluation import CURVES, PathEvaluation, evaluate_path
 from losslab.connectivity.graph import TracedNetwork, derive_spec
-from losslab.connectivity.instability import InstabilityResult, instability
 from losslab.connectivity.network import Network, as_network, has_batch_norm
 from losslab.connectivity.paths import CURVE_CONFIG, PATH_KINDS, CurveFit, Path, fit_curve
 from losslab.connectivity.permutation_spec import Axis, PermutationSpec, permute_axis
 from losslab.connectivity.repair import Repair
 from losslab.connectivity.weight_matching import Matching, weight_matching
-from losslab.connectivity.width import WidthResult, width_study
 
 __all__ = [
     "ALIGN_METHODS",
@@ -52,7 +50,6 @@ __all__ = [
     "ConnectConfig",
     "ConnectResult",
     "CurveFit",
-    "InstabilityResult",
     "Matching",
     "Network",
     "Path",
@@ -60,7 +57,6 @@ __all__ = [
     "PermutationSpec",
     "Repair",
     "TracedNetwork",
-    "WidthResult",
     "activation_matching",
     "align",
     "as_network",
@@ -73,7 +69,6 @@ __all__ = [
     "evaluate_path",
     "fit_curve",
     "has_batch_norm",
-    "instability",
     "interpolate_buffers",
     "permute_axis",
     "permute_network",
@@ -81,5 +76,4 @@ __all__ = [
     "resolve_spec",
     "run",
     "weight_matching",
-    "width_study",
 ]

@@ -105,6 +105,7 @@ class Study:
     presets: dict[str, Any]
     run: Callable[[Any, StudyContext], Any]
     estimate: Callable[[Any, StudyContext], Estimate] | None = None  # the work of `run`, timed here
+    demo: str | None = None  # the title of its step in ``losslab demo`` (quick preset); None: not in the demo
 
     def config(self, preset: str = "full", **overrides: Any) -> Any:
         """The preset's config with non-None ``overrides`` applied (unknown keys are errors)."""
@@ -130,15 +131,17 @@ def register_study(
     quick: Any,
     full: Any,
     estimate: Callable[[Any, StudyContext], Estimate] | None = None,
+    demo: str | None = None,
 ) -> Callable[[Callable[[Any, StudyContext], Any]], Callable[[Any, StudyContext], Any]]:
     """Register ``run(config, context)`` as the study ``name`` with its two presets.
 
     ``estimate(config, context)``, where given, counts and times the work ``run`` would do
-    without doing it (``losslab study NAME --estimate``).
+    without doing it (``losslab study NAME --estimate``). ``demo`` titles the study's step
+    in ``losslab demo``, which runs its quick preset.
     """
 
     def add(run: Callable[[Any, StudyContext], Any]) -> Callable[[Any, StudyContext], Any]:
-        STUDIES[name] = Study(name, description, config_type, {"quick": quick, "full": full}, run, estimate)
+        STUDIES[name] = Study(name, description, config_type, {"quick": quick, "full": full}, run, estimate, demo)
         return run
 
     return add

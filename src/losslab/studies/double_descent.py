@@ -159,6 +159,7 @@ def _estimate(config: DoubleDescentConfig, context: StudyContext) -> Estimate:
     quick=DoubleDescentConfig(widths=(4, 8, 16, 32, 64, 128), train_size=1000, epochs=150, lr=0.05, seeds=1),
     full=DoubleDescentConfig(),
     estimate=_estimate,
+    demo="Double descent: error against width on noisy MNIST-1D",
 )
 def double_descent(config: DoubleDescentConfig, context: StudyContext) -> DoubleDescentResult:
     """Run the width sweep (see the module docstring)."""

@@ -199,6 +199,7 @@ def _estimate(config: GdVsSgdConfig, context: StudyContext) -> Estimate:
     quick=GdVsSgdConfig(gd_lrs=(0.4, 1.0), sgd_lrs=(0.4,), batch_sizes=(16, 128), steps=600, track_every=20),
     full=GdVsSgdConfig(),
     estimate=_estimate,
+    demo="GD vs SGD: sharpness against 2/eta and the barrier between their solutions",
 )
 def gd_vs_sgd(config: GdVsSgdConfig, context: StudyContext) -> GdVsSgdResult:
     """Run every GD and SGD run, then the barriers (see the module docstring)."""

@@ -205,6 +205,7 @@ def _estimate(config: RandomLabelsConfig, context: StudyContext) -> Estimate:
     quick=RandomLabelsConfig(model="mlp:64-256-10", train_size=400, epochs=300, seeds=2),
     full=RandomLabelsConfig(),
     estimate=_estimate,
+    demo="Random labels (Zhang et al. 2017): fit time and curvature against the corrupted fraction",
 )
 def random_labels(config: RandomLabelsConfig, context: StudyContext) -> RandomLabelsResult:
     """Run the label-randomization sweep (see the module docstring)."""

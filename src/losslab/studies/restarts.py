@@ -370,6 +370,7 @@ def _run_problem(
     quick=RestartsConfig(seeds=24, budget=0.5, max_pairs=10, points=9),
     full=RestartsConfig(),
     estimate=_estimate,
+    demo="Restarts: XOR, teacher-student and digits seeds (local minima and plateaus)",
 )
 def restarts(config: RestartsConfig, context: StudyContext) -> RestartsResult:
     """Run the restarts of every problem (see the module docstring)."""

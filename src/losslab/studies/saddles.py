@@ -185,6 +185,7 @@ def _estimate(config: SaddlesConfig, context: StudyContext) -> Estimate:
     quick=SaddlesConfig(init_scale=0.02, train_size=600, steps=600, checkpoints=20),
     full=SaddlesConfig(),
     estimate=_estimate,
+    demo="Saddles along training (Dauphin et al. 2014)",
 )
 def saddles(config: SaddlesConfig, context: StudyContext) -> SaddlesResult:
     """Train once, then measure the curvature at every checkpoint (see the module docstring)."""
