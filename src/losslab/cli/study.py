@@ -95,15 +95,13 @@ def run_study(
     data: str | None = None,
     seed: int | None = None,
     settings: list[str] | None = None,
-    device: str = "cpu",
-    dtype: str = "float32",
-    ray: str | None = None,
-    out: Path | None = None,
-    force: bool = False,
-    json_out: bool = False,
-    estimate: bool = False,
+    **options: Any,
 ) -> None:
-    """Run one registered study into a run directory (the body of every ``losslab study NAME``)."""
+    """Run one registered study into a run directory (the body of every ``losslab study NAME``).
+
+    ``quick`` picks the preset, ``model``/``data``/``seed``/``settings`` override it;
+    ``options`` go to `execute_study` (device, dtype, ray, out, force, json_out, estimate).
+    """
     study = STUDIES[name]
     fields = {f.name for f in dataclasses.fields(study.config_type)}
     overrides = _overrides(study.config_type, settings or [])
@@ -114,18 +112,7 @@ def run_study(
             overrides[key] = value
     preset = "quick" if quick else "full"
     config = study.config(preset, **overrides)
-    execute_study(
-        name,
-        config,
-        preset=preset,
-        device=device,
-        dtype=dtype,
-        ray=ray,
-        out=out,
-        force=force,
-        json_out=json_out,
-        estimate=estimate,
-    )
+    execute_study(name, config, preset=preset, **options)
 
 
 def execute_study(
