@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import doctest
+import importlib
 import json
 from pathlib import Path
 
@@ -106,6 +108,12 @@ def test_the_summary_names_the_barrier_and_its_definition() -> None:
     assert summary["endpoints"]["a"]["train_loss"] == float(naive.values["train_loss"][0])
     assert set(summary["units"]) == {"train_loss", "train_error"}  # no test curves were asked for
     assert "Entezari" in summary["definitions"]["linear"]
+
+
+@pytest.mark.parametrize("module", ["losslab.connectivity", "losslab.connectivity.connect"])
+def test_docstring_examples(module: str) -> None:
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
 
 
 def test_the_readme_snippet_runs_as_is(capsys: pytest.CaptureFixture[str]) -> None:

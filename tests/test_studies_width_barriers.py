@@ -80,3 +80,27 @@ def test_the_registered_study_and_the_command_give_identical_arrays(tmp_path: Pa
 def test_the_config_refuses_an_unknown_method() -> None:
     with pytest.raises(UserError, match="The 'methods' parameter of the width-barriers study must be one of"):
         WidthBarriersConfig(methods=("none", "exact"))
+
+
+# The README's Python equivalent of ``losslab study NAME`` (kept here verbatim so a test runs it).
+README_STUDY = """
+from pathlib import Path
+
+from losslab.studies import STUDIES, StudyContext
+
+# `losslab study width-barriers --quick --set widths=8,16 --set epochs=1 --out runs/width` in
+# Python: the preset with overrides, then the study's runner; the directory makes it resumable.
+study = STUDIES["width-barriers"]
+config = study.config("quick", widths=(8, 16), epochs=1)
+result = study.run(config, StudyContext(directory=Path("runs/width/chunks")))
+print(result.summary()["weight"]["train_loss_barrier"])
+"""
+
+
+def test_the_readme_snippet_runs_as_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    exec(compile(README_STUDY, "README_STUDY", "exec"), {"__name__": "readme"})
+    assert len(capsys.readouterr().out.split(",")) == 2
+    assert sorted(p.name for p in (tmp_path / "runs/width/chunks/width").glob("*.npz")) == ["000000.npz", "000001.npz"]

@@ -5,6 +5,13 @@ line from A to B, then (with alignment) from A to B with its hidden units permut
 match A, optionally REPAIRed, and optionally a Bézier curve or polygonal chain with a
 trained bend between A and the (aligned) B. Each path is evaluated on train and test
 loss and error; `ConnectResult.summary` names each number (``barrier[path][curve][definition]``).
+
+The config is checked once, where it is made:
+
+>>> ConnectConfig(points=1)
+Traceback (most recent call last):
+...
+losslab.errors.UserError: The 'points' parameter of connect must be an int ≥ 2. Got 1.
 """
 
 from __future__ import annotations
