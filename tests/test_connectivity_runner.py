@@ -5,6 +5,7 @@ from __future__ import annotations
 import doctest
 import importlib
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from typer.testing import CliRunner
 
 from losslab import connectivity, load
 from losslab.cli import app
-from losslab.connectivity import ConnectConfig
+from losslab.connectivity import CURVE_CONFIG, ConnectConfig
 from losslab.data import load_data
 from losslab.errors import UserError
 from losslab.models import build_model, load_checkpoint, save_checkpoint
@@ -72,6 +73,7 @@ def test_the_config_validates_once_with_the_one_template(options: dict, message:
 def test_the_command_and_the_runner_give_identical_arrays(pair: tuple[Path, Path], tmp_path: Path) -> None:
     out = tmp_path / "run"
     args = ["connect", *pair, "--model", SPEC, "--align", "activation", "--repair", "--points", 5, "--out", out]
+    args += ["--path", "chain", "--curve-epochs", 1]
     result = CliRunner().invoke(app, [str(a) for a in (*args, "--json")], catch_exceptions=False)
     assert result.exit_code == 0, result.stderr
     from_cli = load(out).result
@@ -80,10 +82,13 @@ def test_the_command_and_the_runner_give_identical_arrays(pair: tuple[Path, Path
     load_checkpoint(model_a, str(pair[0]))
     load_checkpoint(model_b, str(pair[1]))
     objective = Objective(model_a, "cross_entropy", load_data("digits"))
-    config = ConnectConfig(align="activation", repair=True, points=5)
+    curve = replace(CURVE_CONFIG, epochs=1)
+    config = ConnectConfig(align="activation", repair=True, points=5, path="chain", curve=curve)
     in_python = connectivity.run(objective, model_a, model_b, config)
+    assert ConnectConfig.from_dict(load(out).manifest["config"]) == config  # the run records what it ran
 
-    assert set(from_cli.paths) == set(in_python.paths) == {"naive", "aligned", "repair"}
+    assert set(from_cli.paths) == set(in_python.paths) == {"naive", "aligned", "repair", "curve"}
+    np.testing.assert_array_equal(from_cli.curve.bend, in_python.curve.bend)
     for key, evaluation in in_python.paths.items():
         assert set(from_cli.paths[key].values) == set(evaluation.values)
         np.testing.assert_array_equal(from_cli.paths[key].t, evaluation.t)

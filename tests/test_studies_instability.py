@@ -18,7 +18,14 @@ from losslab.models import build_model
 from losslab.objective import Objective
 from losslab.report import figures_of
 from losslab.store import RunDir
-from losslab.studies import InstabilityConfig, InstabilityResult, StudyContext, instability, measure_instability
+from losslab.studies import (
+    STUDIES,
+    InstabilityConfig,
+    InstabilityResult,
+    StudyContext,
+    instability,
+    measure_instability,
+)
 from losslab.train import TrainConfig
 
 runner = CliRunner()
@@ -131,7 +138,7 @@ def test_instability_command(tmp_path: Path) -> None:
 
 # The README's Python equivalent of ``losslab instability`` (kept here verbatim so a test runs it).
 README_INSTABILITY = """
-from losslab.studies import InstabilityConfig, StudyContext, instability
+from losslab.studies import STUDIES, InstabilityConfig, StudyContext, instability
 
 # `losslab instability --model mlp:64-32-10 --epochs 2 --ks 0,8,16 --points 5` in Python
 # (`losslab study instability --set ...` runs the same study). StudyContext(directory=...)
@@ -152,6 +159,8 @@ def test_the_command_the_study_and_the_runner_give_identical_arrays(tmp_path: Pa
     in_python = instability(config, StudyContext())
     assert in_python.seeds == [2, 3]  # the copies' batch orders follow the seed
     for run in ("cmd", "study"):
+        settings = load(tmp_path / run).manifest["config"]["settings"]
+        assert STUDIES["instability"].config_from_dict(settings) == config  # the run records what it ran
         loaded = load(tmp_path / run).result
         assert isinstance(loaded, InstabilityResult) and set(loaded.curves) == set(in_python.curves)
         np.testing.assert_array_equal(loaded.ks, in_python.ks)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from losslab.connectivity.align import (
@@ -80,6 +80,17 @@ class ConnectConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ConnectConfig:
+        """The config a run recorded (``run.manifest["config"]``); keys of other layers are ignored."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        if isinstance(values.get("curve"), dict):
+            curve = dict(values["curve"])
+            curve["betas"] = tuple(curve.get("betas", TrainConfig.betas))  # JSON has no tuples
+            values["curve"] = TrainConfig(**curve)
+        return cls(**values)
 
 
 @register_result

@@ -119,6 +119,13 @@ class Study:
                 )
         return replace(self.presets[preset], **{k: v for k, v in overrides.items() if v is not None})
 
+    def config_from_dict(self, settings: dict[str, Any]) -> Any:
+        """The config a run recorded (``run.manifest["config"]["settings"]``): JSON lists become tuples again."""
+        known = {f.name for f in fields(self.config_type)}
+        return self.config_type(
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items() if k in known}
+        )
+
 
 STUDIES: dict[str, Study] = {}
 
