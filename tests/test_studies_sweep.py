@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 
 import numpy as np
+import pytest
 
 from losslab.store import register_result
 from losslab.studies import StudyContext
+from losslab.studies.double_descent import DoubleDescentPoint
 
 
 @register_result
@@ -62,3 +65,25 @@ def test_chunks_of_the_array_format_are_stale_not_mixed_in(tmp_path) -> None:
     np.savez(tmp_path / "s" / "000000.npz", values=np.zeros(5))
     again = StudyContext(directory=tmp_path).sweep("s", {"k": 1}, 2, _point)
     _same(_point(0), again[0])
+
+
+def _width_point(i: int) -> DoubleDescentPoint:
+    seeds = np.arange(2, dtype=np.float64)
+    return DoubleDescentPoint(10 * i, seeds + i, seeds / (i + 1), seeds, seeds, seeds)
+
+
+def test_points_made_on_ray_workers_come_back_the_same(tmp_path) -> None:
+    ray = pytest.importorskip("ray")
+    from losslab.parallel import RayExecutor
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests/
+    try:
+        remote = StudyContext(directory=tmp_path, executor=RayExecutor("local", num_cpus=2)).sweep(
+            "s", {"k": 2}, 3, _width_point
+        )
+    finally:
+        ray.shutdown()
+    for i, point in enumerate(remote):
+        local = _width_point(i)
+        assert type(point) is DoubleDescentPoint and point.params == local.params
+        assert point.steps_to_target.tobytes() == local.steps_to_target.tobytes()
