@@ -205,7 +205,7 @@ def instability_command(
 
     One run trains to each k; two copies continue with batch orders seed+1 and seed+2
     for the rest of the budget; the barrier on the line between them is measured.
-    The study ``losslab study instability`` with these settings.
+    It is the study "losslab study instability" with these settings.
     """
     split_steps = tuple(_ints(ks, "ks", "instability")) if ks is not None else None
     setup = Setup(model, data, None, loss, device, dtype, seed, label_noise)
