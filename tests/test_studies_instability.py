@@ -204,3 +204,9 @@ def test_the_readme_snippet_runs_as_is(capsys: pytest.CaptureFixture[str]) -> No
     exec(compile(README_INSTABILITY, "README_INSTABILITY", "exec"), {"__name__": "readme"})
     printed = capsys.readouterr().out
     assert printed.startswith("[") and len(printed.split("]")[0].split(",")) == 3
+
+
+def test_the_estimate_refuses_split_steps_the_run_would_refuse() -> None:
+    for ks in ("0,23", ""):  # past the 23-step budget of one epoch; none at all
+        estimate = invoke("instability", "--model", "mlp:64-8-10", "--epochs", 1, "--ks", ks, "--estimate")
+        assert estimate.exit_code == 2 and "must lie in [0, 23)" in estimate.stderr

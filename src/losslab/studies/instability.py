@@ -35,7 +35,7 @@ from losslab.studies.base import StudyContext, register_study, subset
 from losslab.train import OPTIMIZERS, TrainConfig, TrainState, train, train_ensemble
 from losslab.train.cost import estimate_training
 
-__all__ = ["InstabilityConfig", "InstabilityResult", "default_ks", "instability", "measure_instability"]
+__all__ = ["InstabilityConfig", "InstabilityResult", "default_ks", "instability", "measure_instability", "split_steps"]
 
 
 @dataclass(frozen=True)
@@ -142,6 +142,17 @@ def default_ks(total: int) -> list[int]:
     return sorted({0, *(round(total / 2**e) for e in range(1, 7))} - {total})
 
 
+def split_steps(ks: Sequence[int] | None, total: int) -> list[int]:
+    """The sorted, distinct split steps (default: `default_ks`), each checked to lie in [0, total)."""
+    ks = default_ks(total) if ks is None else sorted({check_int(k, "ks", "instability", low=0) for k in ks})
+    if not ks or ks[-1] >= total:
+        raise UserError(
+            f"The split steps ks must lie in [0, {total}) for a budget of {total} steps: "
+            "lower them or raise --steps/--epochs."
+        )
+    return ks
+
+
 class _Snapshots:
     """A training callback that keeps θ (and the buffers) at the chosen steps."""
 
@@ -182,12 +193,7 @@ def measure_instability(
     """
     config = config or TrainConfig()
     total = config.total_steps(objective.n)
-    ks = default_ks(total) if ks is None else sorted({check_int(k, "ks", "instability", low=0) for k in ks})
-    if not ks or ks[-1] >= total:
-        raise UserError(
-            f"The split steps ks must lie in [0, {total}) for a budget of {total} steps: "
-            "lower them or raise --steps/--epochs."
-        )
+    ks = split_steps(ks, total)
     seeds = [int(s) for s in seeds]
     if len(seeds) != 2 or seeds[0] == seeds[1]:
         raise UserError(f"Instability analysis needs two different batch-order seeds. Got {seeds}.")
@@ -250,7 +256,7 @@ def _estimate(config: InstabilityConfig, context: StudyContext) -> Estimate:
     objective = config.objective(context.device, context.dtype)
     train_config = config.train_config()
     total = train_config.total_steps(objective.n)
-    ks = default_ks(total) if config.ks is None else sorted(set(config.ks))
+    ks = split_steps(config.ks, total)
     estimate = Estimate("study instability", [])
     if ks[-1] > 0:
         parent = estimate_training(objective, replace(train_config, steps=ks[-1]), test=False)
