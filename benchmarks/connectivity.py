@@ -2,7 +2,7 @@
 
 For each width w, two seeds of ``mlp:in-w-w-out`` are trained together (SGD, lr 0.1,
 batch 64, 20 epochs by default) and the line between them is evaluated at 25 points,
-naively and after each alignment (`losslab.connectivity.width_study`); the alignment
+naively and after each alignment (`losslab.studies.width_study`); the alignment
 time is the wall time of `align` (tracing, matching and the function check). On digits,
 also the MLP of the demo (``mlp:64-100-100-10``, seeds 0 and 1 trained together): its
 naive barrier, after weight and activation matching, each with REPAIR, and along a Bézier
@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from _common import best_of, emit
 
 from losslab import Objective, TrainConfig, build_model, init_thetas, load_data, train_ensemble
-from losslab.connectivity import Path, as_network, connect, evaluate_path, width_study
+from losslab.connectivity import Path, as_network, connect, evaluate_path
+from losslab.studies import width_study
 
 
 def obvious_loop(objective: Objective, spec: str, a: torch.Tensor, b: torch.Tensor, points: int) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""``losslab connect`` and ``losslab instability`` through Typer's runner, and the demo step."""
+"""``losslab connect`` through Typer's runner, and the demo step (instability: tests/test_studies_instability.py)."""
 
 from __future__ import annotations
 
@@ -60,8 +60,11 @@ def test_connect_writes_barriers_before_and_after_alignment(checkpoints, tmp_pat
     )
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout)["result"]
-    assert {"naive", "aligned", "alignment", "a", "b"} <= set(summary)
-    assert set(summary["naive"]["train_loss"]) == {"linear", "mean", "max_endpoint", "t_linear"}
+    assert {"naive", "aligned"} == set(summary["barrier"]) and {"a", "b"} == set(summary["endpoints"])
+    assert "alignment" in summary
+    assert set(summary["barrier"]["naive"]["train_loss"]) == {"linear", "mean", "max_endpoint", "t_linear"}
+    assert set(summary["definitions"]) == {"linear", "mean", "max_endpoint", "t_linear"}
+    assert set(summary["units"]) == {"train_loss", "train_error", "test_loss", "test_error"}
     assert summary["alignment"]["max_output_change"] <= 1e-3
     run = load(out)
     assert isinstance(run.result, ConnectResult) and run.result.paths["aligned"].t.shape == (5,)
@@ -93,7 +96,8 @@ def test_connect_with_repair_a_curve_and_a_spec_file(checkpoints, tmp_path: Path
         "--json",
     )
     assert result.exit_code == 0, result.stderr
-    assert {"naive", "aligned", "repair", "curve", "curve_fit"} <= set(json.loads(result.stdout)["result"])
+    summary = json.loads(result.stdout)["result"]
+    assert {"naive", "aligned", "repair", "curve"} == set(summary["barrier"]) and "curve_fit" in summary
 
 
 @pytest.mark.parametrize(
@@ -168,37 +172,11 @@ def test_a_spec_that_misses_a_hidden_layer_is_refused(checkpoints, tmp_path: Pat
     assert result.exit_code == 2 and "is not valid JSON" in result.stderr
 
 
-def test_instability_command(tmp_path: Path) -> None:
-    out = tmp_path / "inst"
-    result = invoke(
-        "instability",
-        "--model",
-        "mlp:64-8-10",
-        "--epochs",
-        "1",
-        "--ks",
-        "0,4",
-        "--points",
-        "3",
-        "--out",
-        out,
-        "--json",
-    )
-    assert result.exit_code == 0, result.stderr
-    summary = json.loads(result.stdout)["result"]
-    assert summary["ks"] == [0, 4] and len(summary["test_error_barrier"]) == 2
-    assert sorted(p.name for p in (out / "chunks" / "instability").glob("*.npz")) == [
-        "000000.npz",
-        "000001.npz",
-    ]
-    bad = invoke("instability", "--ks", "0,x", "--out", tmp_path / "bad")
-    assert bad.exit_code == 2 and "comma-separated integers" in bad.stderr
-
-
 def test_demo_step_separates_naive_and_aligned_barriers(tmp_path: Path) -> None:
     from losslab.cli.connect import _demo
 
     _demo(tmp_path / "connect", False, "cpu")
     summary = load(tmp_path / "connect").manifest["result"]
     # Two seeds of the digits MLP: a large naive barrier that weight matching nearly removes.
-    assert summary["naive"]["train_loss"]["linear"] > 5 * summary["aligned"]["train_loss"]["linear"]
+    barrier = summary["barrier"]
+    assert barrier["naive"]["train_loss"]["linear"] > 5 * barrier["aligned"]["train_loss"]["linear"]

@@ -1,20 +1,23 @@
-"""``losslab connect`` and ``losslab instability``: loss barriers between solutions."""
+"""``losslab connect`` and ``losslab instability``: loss barriers between solutions (parse → config → runner)."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
 import torch
 import typer
 
+from losslab import connectivity
 from losslab._loading import load_callable
 from losslab.cli.app import app
 from losslab.cli.common import (
     DataOpt,
     DeviceOpt,
     DtypeOpt,
+    EstimateOpt,
     ForceOpt,
     JsonOpt,
     LabelNoiseOpt,
@@ -30,10 +33,9 @@ from losslab.cli.common import (
     progress_bar,
 )
 from losslab.cli.demo import demo_step
-from losslab.connectivity import ALIGN_METHODS, PATH_KINDS, connect, instability
-from losslab.errors import UserError, check_choice, check_int
-from losslab.parallel import get_executor
-from losslab.train import TrainConfig
+from losslab.connectivity import CURVE_CONFIG, ConnectConfig
+from losslab.errors import UserError
+from losslab.studies import InstabilityConfig
 
 __all__ = ["connect_command", "instability_command"]
 
@@ -152,48 +154,22 @@ def connect_command(
     curve_lr: Annotated[float, typer.Option(help="Learning rate of the bend (momentum SGD).")] = 0.05,
 ) -> None:
     """Loss and error barriers between two networks, before and after aligning B's units to A's."""
-    check_int(points, "points", "connect", low=2)
-    check_choice(align, "align", "connect", ("none", *ALIGN_METHODS))
-    check_choice(path, "path", "connect", PATH_KINDS)
-    file_a, file_b = (
-        _checkpoint_file(checkpoint_a, "CKPT_A"),
-        _checkpoint_file(checkpoint_b, "CKPT_B"),
+    curve = replace(CURVE_CONFIG, lr=curve_lr, epochs=curve_epochs, seed=seed) if path != "line" else None
+    config = ConnectConfig(
+        align=align, repair=repair, path=path, points=points, bn_reset=bn_reset, seed=seed, curve=curve
     )
+    file_a, file_b = _checkpoint_file(checkpoint_a, "CKPT_A"), _checkpoint_file(checkpoint_b, "CKPT_B")
     _same_architecture(file_a, file_b)
     setup = Setup(model, data, checkpoint_a, loss, device, dtype, seed, label_noise)
-    model_a, model_b = setup.build_model(), setup.build_model(checkpoint=file_b)
-    objective = setup.objective(model_a)
+    objective, model_b = setup.objective(), setup.build_model(checkpoint=file_b)
     user_spec = _load_spec(spec)
-    curve = TrainConfig(optimizer="momentum", lr=curve_lr, momentum=0.9, epochs=curve_epochs, seed=seed)
-    config = {
-        **setup.config(),
-        "checkpoint_b": file_b,
-        "align": align,
-        "repair": repair,
-        "path": path,
-        "points": points,
-        "spec": spec,
-        "bn_reset": bn_reset,
-        "curve": curve.to_dict() if path != "line" else None,
-    }
-    with open_run("connect", out, config=config, force=force, seeds={"seed": seed}, device=device, dtype=dtype) as run:
+    recorded = {**setup.config(), "checkpoint_b": file_b, **config.to_dict(), "spec": spec}
+    with open_run(
+        "connect", out, config=recorded, force=force, seeds={"seed": seed}, device=device, dtype=dtype
+    ) as run:
         with progress_bar("connecting", not json_out) as update:
-            result = connect(
-                objective,
-                model_a,
-                model_b,
-                align=align,
-                repair=repair,
-                path=path,
-                points=points,
-                spec=user_spec,
-                bn_reset=bn_reset,
-                seed=seed,
-                curve_config=curve,
-                progress=update,
-            )
-        names = f"{Path(file_a).name} ↔ {Path(file_b).name}"
-        title = f"connect {names} ({setup.model_spec} on {setup.data})"
+            result = connectivity.run(objective, objective.model, model_b, config, spec=user_spec, progress=update)
+        title = f"connect {Path(file_a).name} ↔ {Path(file_b).name} ({setup.model_spec} on {setup.data})"
         finish(run, {"connect": result}, result.summary(), json_out=json_out, title=title)
 
 
@@ -223,64 +199,38 @@ def instability_command(
     ] = None,
     points: Annotated[int, typer.Option(help="Points on the line between the two copies (≥ 2).")] = 11,
     bn_reset: BnResetOpt = True,
+    estimate: EstimateOpt = False,
 ) -> None:
     """Instability analysis (Frankle et al. 2020): barrier between two copies split at step k.
 
     One run trains to each k; two copies continue with batch orders seed+1 and seed+2
     for the rest of the budget; the barrier on the line between them is measured.
+    It is the study "losslab study instability" with these settings.
     """
-    check_int(points, "points", "instability", low=2)
-    check_int(batch_size, "batch_size", "instability", low=0)
+    split_steps = tuple(_ints(ks, "ks", "instability")) if ks is not None else None
     setup = Setup(model, data, None, loss, device, dtype, seed, label_noise)
-    config = TrainConfig(
+    config = InstabilityConfig(
+        model=setup.model_spec,
+        data=data,
+        loss=loss,
+        label_noise=label_noise,
         optimizer=optimizer,
         lr=lr,
         momentum=momentum,
         batch_size=batch_size or None,
         epochs=epochs,
         steps=steps,
+        ks=split_steps,
+        points=points,
+        bn_reset=bn_reset,
         seed=seed,
     )
-    split_steps = _ints(ks, "ks", "instability") if ks is not None else None
-    objective = setup.objective()
-    copies = [seed + 1, seed + 2]
-    run_config = {
-        **setup.config(),
-        "train": config.to_dict(),
-        "ks": split_steps,
-        "points": points,
-        "bn_reset": bn_reset,
-        "copies": copies,
-    }
-    with open_run(
-        "instability",
-        out,
-        config=run_config,
-        force=force,
-        seeds={"parent": seed, "copies": copies},
-        device=device,
-        dtype=dtype,
-    ) as run:
-        chunks = run.chunks("instability", run_config)
-        with progress_bar("split steps", not json_out) as update:
-            result = instability(
-                objective,
-                config,
-                split_steps,
-                seeds=copies,
-                points=points,
-                bn_reset=bn_reset,
-                chunks=chunks,
-                executor=get_executor(ray),
-                progress=update,
-            )
-        finish(
-            run,
-            {"instability": result},
-            result.summary(),
-            json_out=json_out,
-            title=f"instability of {setup.model_spec} on {setup.data}",
-        )
+    # Imported here: cli.study registers the study commands and demo steps, which come last.
+    from losslab.cli.study import execute_study
+
+    title = f"instability of {config.model} on {data}"
+    options = {"device": device, "dtype": dtype, "ray": ray, "out": out, "force": force, "json_out": json_out}
+    execute_study("instability", config, command_name="instability", title=title, estimate=estimate, **options)
 
 
 _DEMO_MODEL = "mlp:64-100-100-10"

@@ -35,7 +35,7 @@ from losslab.errors import UserError
 from losslab.parallel import get_executor
 from losslab.studies import STUDIES, StudyContext
 
-__all__ = ["run_study", "study_app"]
+__all__ = ["execute_study", "run_study", "study_app"]
 
 study_app = typer.Typer(
     help="Rerun the classic experiments about training.", no_args_is_help=True, rich_markup_mode=None
@@ -95,15 +95,13 @@ def run_study(
     data: str | None = None,
     seed: int | None = None,
     settings: list[str] | None = None,
-    device: str = "cpu",
-    dtype: str = "float32",
-    ray: str | None = None,
-    out: Path | None = None,
-    force: bool = False,
-    json_out: bool = False,
-    estimate: bool = False,
+    **options: Any,
 ) -> None:
-    """Run one registered study into a run directory (the body of every ``losslab study NAME``)."""
+    """Run one registered study into a run directory (the body of every ``losslab study NAME``).
+
+    ``quick`` picks the preset, ``model``/``data``/``seed``/``settings`` override it;
+    ``options`` go to `execute_study` (device, dtype, ray, out, force, json_out, estimate).
+    """
     study = STUDIES[name]
     fields = {f.name for f in dataclasses.fields(study.config_type)}
     overrides = _overrides(study.config_type, settings or [])
@@ -112,7 +110,28 @@ def run_study(
             if key not in fields:
                 raise UserError(f"The study {name!r} takes no --{key}: its settings are {', '.join(sorted(fields))}.")
             overrides[key] = value
-    config = study.config("quick" if quick else "full", **overrides)
+    preset = "quick" if quick else "full"
+    config = study.config(preset, **overrides)
+    execute_study(name, config, preset=preset, **options)
+
+
+def execute_study(
+    name: str,
+    config: Any,
+    *,
+    preset: str | None = None,
+    command_name: str | None = None,
+    device: str = "cpu",
+    dtype: str = "float32",
+    ray: str | None = None,
+    out: Path | None = None,
+    force: bool = False,
+    json_out: bool = False,
+    estimate: bool = False,
+    title: str | None = None,
+) -> None:
+    """Run the study ``name`` with a built ``config``: the estimate, or run directory → runner → print."""
+    study = STUDIES[name]
     if estimate:
         if study.estimate is None:
             raise UserError(
@@ -122,21 +141,15 @@ def run_study(
         return
     run_config = {
         "study": name,
-        "preset": "quick" if quick else "full",
+        "preset": preset,
         "settings": dataclasses.asdict(config),
         "device": device,
         "dtype": dtype,
     }
     executor = get_executor(ray)
-    with open_run(
-        f"study {name}",
-        out,
-        config=run_config,
-        force=force,
-        device=device,
-        dtype=dtype,
-        seeds={"seed": getattr(config, "seed", None)},
-    ) as run:
+    command_name = command_name or f"study {name}"
+    seeds = {"seed": getattr(config, "seed", None)}
+    with open_run(command_name, out, config=run_config, force=force, device=device, dtype=dtype, seeds=seeds) as run:
         with progress_bar(name, not json_out) as update:
             context = StudyContext(
                 directory=run.path / "chunks",
@@ -146,7 +159,7 @@ def run_study(
                 dtype=dtype,
             )
             result = study.run(config, context)
-        finish(run, {"study": result}, result.summary(), json_out=json_out, title=f"study {name}")
+        finish(run, {"study": result}, result.summary(), json_out=json_out, title=title or command_name)
 
 
 def _make_command(name: str) -> None:
@@ -190,23 +203,15 @@ for _name in STUDIES:
     _make_command(_name)
 
 
-_DEMO_TITLES = {
-    "restarts": "Restarts: XOR, teacher-student and digits seeds (local minima and plateaus)",
-    "random-labels": "Random labels (Zhang et al. 2017): fit time and curvature against the corrupted fraction",
-    "gd-vs-sgd": "GD vs SGD: sharpness against 2/eta and the barrier between their solutions",
-    "saddles": "Saddles along training (Dauphin et al. 2014)",
-    "double-descent": "Double descent: error against width on noisy MNIST-1D",
-}
-
-
-def _add_demo(name: str) -> None:
-    """The demo runs every study at its quick preset."""
+def _add_demo(name: str, title: str) -> None:
+    """The demo runs a study at its quick preset."""
 
     def step(out: Path, force: bool, device: str) -> None:
         run_study(name, quick=True, device=device, out=out, force=force, json_out=True)
 
-    demo_step(f"study-{name}", _DEMO_TITLES.get(name, f"Study: {name}"))(step)
+    demo_step(f"study-{name}", title)(step)
 
 
-for _name in STUDIES:
-    _add_demo(_name)
+for _name, _study in STUDIES.items():
+    if _study.demo is not None:
+        _add_demo(_name, _study.demo)

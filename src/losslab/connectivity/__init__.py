@@ -29,16 +29,14 @@ from losslab.connectivity.align import (
 )
 from losslab.connectivity.barriers import DEFINITIONS, Barrier, barrier, barriers
 from losslab.connectivity.batchnorm import interpolate_buffers, reestimate_batch_norm
-from losslab.connectivity.connect import ConnectResult, connect
+from losslab.connectivity.connect import ConnectConfig, ConnectResult, connect, run
 from losslab.connectivity.evaluation import CURVES, PathEvaluation, evaluate_path
 from losslab.connectivity.graph import TracedNetwork, derive_spec
-from losslab.connectivity.instability import InstabilityResult, instability
 from losslab.connectivity.network import Network, as_network, has_batch_norm
 from losslab.connectivity.paths import CURVE_CONFIG, PATH_KINDS, CurveFit, Path, fit_curve
 from losslab.connectivity.permutation_spec import Axis, PermutationSpec, permute_axis
 from losslab.connectivity.repair import Repair
 from losslab.connectivity.weight_matching import Matching, weight_matching
-from losslab.connectivity.width import WidthResult, width_study
 
 __all__ = [
     "ALIGN_METHODS",
@@ -49,9 +47,9 @@ __all__ = [
     "Alignment",
     "Axis",
     "Barrier",
+    "ConnectConfig",
     "ConnectResult",
     "CurveFit",
-    "InstabilityResult",
     "Matching",
     "Network",
     "Path",
@@ -59,7 +57,6 @@ __all__ = [
     "PermutationSpec",
     "Repair",
     "TracedNetwork",
-    "WidthResult",
     "activation_matching",
     "align",
     "as_network",
@@ -72,12 +69,11 @@ __all__ = [
     "evaluate_path",
     "fit_curve",
     "has_batch_norm",
-    "instability",
     "interpolate_buffers",
     "permute_axis",
     "permute_network",
     "reestimate_batch_norm",
     "resolve_spec",
+    "run",
     "weight_matching",
-    "width_study",
 ]

@@ -5,11 +5,15 @@ dataclass with two presets: ``quick`` (about a minute on 2 cores; tests and the 
 and ``full`` (the published setting as closely as this machine allows; benchmarks).
 Independent sweep points (a label-noise level, a width, a batch size) go through
 `StudyContext.sweep`, which stores each finished point as a chunk of the run, so a
-killed study resumes where it stopped and gives bit-identical results.
+killed study resumes where it stopped and gives bit-identical results. A point is a
+registered result object (`losslab.store.register_result`), so the study assembles its
+result from named fields, not from string-keyed arrays.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -24,10 +28,33 @@ from losslab.objective import Objective
 from losslab.objective.cost import Estimate
 from losslab.parallel import LocalExecutor
 from losslab.store import Chunks, Executor
+from losslab.store.serialize import decode, encode
 
 __all__ = ["STUDIES", "Study", "StudyContext", "register_study", "study_objective", "subset"]
 
 Arrays = dict[str, np.ndarray]
+
+# `Chunks` stores arrays only. Until it stores registered result objects itself, a point is
+# encoded here: its arrays as they are, the rest as one JSON string array under this key
+# (np.savez keeps a unicode array without pickling). Where `Chunks` learns to store
+# objects, `_to_chunk`/`_from_chunk` go and `sweep` hands the points to it directly.
+_POINT = "__point__"
+# In every sweep's key: chunks written before points were objects are stale, never mixed in.
+_POINT_FORMAT = "registered-result"
+
+
+def _to_chunk(point: Any) -> Arrays:
+    if not dataclasses.is_dataclass(point):
+        return point  # a sweep that still returns arrays
+    arrays: Arrays = {}
+    meta = encode(point, "point", arrays)
+    return {_POINT: np.array(json.dumps(meta)), **arrays}
+
+
+def _from_chunk(arrays: Arrays) -> Any:
+    if _POINT not in arrays:
+        return arrays
+    return decode(json.loads(str(arrays[_POINT])), arrays)
 
 
 @dataclass
@@ -46,11 +73,12 @@ class StudyContext:
     dtype: str = "float32"
     log: list[str] = field(default_factory=list)
 
-    def sweep(self, name: str, key: dict[str, Any], count: int, fn: Callable[[int], Arrays]) -> list[Arrays]:
+    def sweep(self, name: str, key: dict[str, Any], count: int, fn: Callable[[int], Any]) -> list[Any]:
         """``[fn(0), …, fn(count-1)]``, each piece saved as it finishes and reused on rerun.
 
-        ``key`` must describe everything the pieces depend on (the config): pieces stored
-        under another key are discarded, never mixed in.
+        A piece is a registered result object (or a dict of arrays). ``key`` must describe
+        everything the pieces depend on (the config): pieces stored under another key are
+        discarded, never mixed in.
         """
         if self.directory is None:
             executor = self.executor or LocalExecutor()
@@ -60,8 +88,11 @@ class StudyContext:
                 if self.progress is not None:
                     self.progress(len(out), count)
             return [out[i] for i in range(count)]
-        chunks = Chunks(self.directory / name, {**key, "device": self.device, "dtype": self.dtype})
-        return chunks.map(fn, count, executor=self.executor, progress=self.progress)
+        chunks = Chunks(
+            self.directory / name, {**key, "device": self.device, "dtype": self.dtype, "points": _POINT_FORMAT}
+        )
+        stored = chunks.map(lambda i: _to_chunk(fn(i)), count, executor=self.executor, progress=self.progress)
+        return [_from_chunk(arrays) for arrays in stored]
 
 
 @dataclass(frozen=True)
@@ -74,6 +105,7 @@ class Study:
     presets: dict[str, Any]
     run: Callable[[Any, StudyContext], Any]
     estimate: Callable[[Any, StudyContext], Estimate] | None = None  # the work of `run`, timed here
+    demo: str | None = None  # the title of its step in ``losslab demo`` (quick preset); None: not in the demo
 
     def config(self, preset: str = "full", **overrides: Any) -> Any:
         """The preset's config with non-None ``overrides`` applied (unknown keys are errors)."""
@@ -87,6 +119,13 @@ class Study:
                 )
         return replace(self.presets[preset], **{k: v for k, v in overrides.items() if v is not None})
 
+    def config_from_dict(self, settings: dict[str, Any]) -> Any:
+        """The config a run recorded (``run.manifest["config"]["settings"]``): JSON lists become tuples again."""
+        known = {f.name for f in fields(self.config_type)}
+        return self.config_type(
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items() if k in known}
+        )
+
 
 STUDIES: dict[str, Study] = {}
 
@@ -99,15 +138,17 @@ def register_study(
     quick: Any,
     full: Any,
     estimate: Callable[[Any, StudyContext], Estimate] | None = None,
+    demo: str | None = None,
 ) -> Callable[[Callable[[Any, StudyContext], Any]], Callable[[Any, StudyContext], Any]]:
     """Register ``run(config, context)`` as the study ``name`` with its two presets.
 
     ``estimate(config, context)``, where given, counts and times the work ``run`` would do
-    without doing it (``losslab study NAME --estimate``).
+    without doing it (``losslab study NAME --estimate``). ``demo`` titles the study's step
+    in ``losslab demo``, which runs its quick preset.
     """
 
     def add(run: Callable[[Any, StudyContext], Any]) -> Callable[[Any, StudyContext], Any]:
-        STUDIES[name] = Study(name, description, config_type, {"quick": quick, "full": full}, run, estimate)
+        STUDIES[name] = Study(name, description, config_type, {"quick": quick, "full": full}, run, estimate, demo)
         return run
 
     return add

@@ -30,7 +30,7 @@ from losslab.studies.base import StudyContext, register_study, subset
 from losslab.train import TrainConfig, init_thetas, train_ensemble
 from losslab.train.cost import estimate_training
 
-__all__ = ["DoubleDescentConfig", "DoubleDescentResult", "double_descent"]
+__all__ = ["DoubleDescentConfig", "DoubleDescentPoint", "DoubleDescentResult", "double_descent"]
 
 
 @dataclass(frozen=True)
@@ -96,6 +96,19 @@ class DoubleDescentResult:
         }
 
 
+@register_result
+@dataclass
+class DoubleDescentPoint:
+    """One width of the sweep: the final values of each seed ([S]) and the model's size."""
+
+    params: int
+    steps_to_target: np.ndarray  # NaN where a seed did not reach the target
+    train_loss: np.ndarray
+    train_accuracy: np.ndarray
+    test_loss: np.ndarray
+    test_accuracy: np.ndarray
+
+
 def _peak(widths: np.ndarray, test_error: np.ndarray, threshold: int | None) -> int:
     """The width of the test-error peak: the largest local maximum, searched up to twice the threshold.
 
@@ -146,25 +159,32 @@ def _estimate(config: DoubleDescentConfig, context: StudyContext) -> Estimate:
     quick=DoubleDescentConfig(widths=(4, 8, 16, 32, 64, 128), train_size=1000, epochs=150, lr=0.05, seeds=1),
     full=DoubleDescentConfig(),
     estimate=_estimate,
+    demo="Double descent: error against width on noisy MNIST-1D",
 )
 def double_descent(config: DoubleDescentConfig, context: StudyContext) -> DoubleDescentResult:
     """Run the width sweep (see the module docstring)."""
     data, seeds, train_config = _setup(config)
 
-    def width_point(i: int) -> dict[str, np.ndarray]:
+    def width_point(i: int) -> DoubleDescentPoint:
         spec = config.model.replace("{h}", str(config.widths[i]))
         objective = _width_objective(config, i, data, seeds[0], context)
         result = train_ensemble(objective, train_config, thetas=init_thetas(spec, seeds, objective), seeds=seeds)
         history = result.history
         reached = history["loss"] <= config.loss_target  # [records, S]
         first = np.where(reached.any(0), history["step"][reached.argmax(0)], np.nan)
-        final = {key: history[key][-1] for key in ("loss", "accuracy", "test_loss", "test_accuracy")}
-        return {"params": np.array([objective.dim]), "steps_to_target": first.astype(np.float64), **final}
+        return DoubleDescentPoint(
+            params=objective.dim,
+            steps_to_target=first.astype(np.float64),
+            train_loss=history["loss"][-1],
+            train_accuracy=history["accuracy"][-1],
+            test_loss=history["test_loss"][-1],
+            test_accuracy=history["test_accuracy"][-1],
+        )
 
     points = context.sweep("double-descent", asdict(config), len(config.widths), width_point)
     widths = np.asarray(config.widths)
-    stack = lambda key: np.stack([p[key] for p in points])  # noqa: E731  [W, S]
-    train_error, test_error = 1 - stack("accuracy"), 1 - stack("test_accuracy")
+    stack = lambda name: np.stack([getattr(p, name) for p in points])  # noqa: E731  [W, S]
+    train_error, test_error = 1 - stack("train_accuracy"), 1 - stack("test_accuracy")
     mean_train, mean_test = train_error.mean(1), test_error.mean(1)
     zero = np.flatnonzero(mean_train == 0)
     threshold = int(widths[zero[0]]) if len(zero) else None
@@ -172,10 +192,10 @@ def double_descent(config: DoubleDescentConfig, context: StudyContext) -> Double
     reached_all = np.isfinite(steps).all(1)  # a width counts only when every seed reached the target
     return DoubleDescentResult(
         widths=widths,
-        params=stack("params")[:, 0],
+        params=np.array([p.params for p in points]),
         train_error=mean_train,
         test_error=mean_test,
-        train_loss=stack("loss").mean(1),
+        train_loss=stack("train_loss").mean(1),
         test_loss=stack("test_loss").mean(1),
         steps_to_target=np.where(reached_all, np.where(reached_all[:, None], steps, 0).mean(1), np.nan),
         train_error_per_seed=train_error,

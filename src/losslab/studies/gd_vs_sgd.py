@@ -51,7 +51,7 @@ from losslab.studies.base import StudyContext, register_study, study_objective
 from losslab.train import TrainConfig, train
 from losslab.train.cost import estimate_training
 
-__all__ = ["GdVsSgdConfig", "GdVsSgdResult", "gd_vs_sgd"]
+__all__ = ["GdVsSgdConfig", "GdVsSgdLine", "GdVsSgdResult", "GdVsSgdRun", "gd_vs_sgd"]
 
 
 @dataclass(frozen=True)
@@ -192,6 +192,32 @@ def _estimate(config: GdVsSgdConfig, context: StudyContext) -> Estimate:
     return estimate
 
 
+@register_result
+@dataclass
+class GdVsSgdRun:
+    """One training run of the sweep: where it ended, its curves, and λmax there."""
+
+    theta: np.ndarray
+    loss_curve: np.ndarray  # [records], NaN after a run stopped
+    sharpness: np.ndarray  # [tracks] λmax along a GD run (NaN for SGD runs)
+    sharpness_residual: np.ndarray
+    lambda_max: float
+    lambda_max_error: float
+    train_loss: float
+    train_accuracy: float
+    test_accuracy: float
+    stopped: str
+
+
+@register_result
+@dataclass
+class GdVsSgdLine:
+    """The train loss along the line from a GD solution to an SGD solution, and its barrier."""
+
+    curve: np.ndarray
+    barrier: float
+
+
 @register_study(
     "gd-vs-sgd",
     "Full-batch GD vs SGD: final loss, test accuracy, lambda_max vs 2/lr, barrier, GD sharpness along training.",
@@ -199,6 +225,7 @@ def _estimate(config: GdVsSgdConfig, context: StudyContext) -> Estimate:
     quick=GdVsSgdConfig(gd_lrs=(0.4, 1.0), sgd_lrs=(0.4,), batch_sizes=(16, 128), steps=600, track_every=20),
     full=GdVsSgdConfig(),
     estimate=_estimate,
+    demo="GD vs SGD: sharpness against 2/eta and the barrier between their solutions",
 )
 def gd_vs_sgd(config: GdVsSgdConfig, context: StudyContext) -> GdVsSgdResult:
     """Run every GD and SGD run, then the barriers (see the module docstring)."""
@@ -208,7 +235,7 @@ def gd_vs_sgd(config: GdVsSgdConfig, context: StudyContext) -> GdVsSgdResult:
     records = _train_config(config, *runs[0]).record_count(objective.n)  # every run records alike
     tracks = config.steps // config.track_every
 
-    def run_point(i: int) -> dict[str, np.ndarray]:
+    def run_point(i: int) -> GdVsSgdRun:
         optimizer, lr, batch = runs[i]
         train_config = _train_config(config, optimizer, lr, batch)
         tracker = SharpnessTracker(every=config.track_every, tol=config.lanczos_tol, seed=config.seed)
@@ -229,16 +256,18 @@ def gd_vs_sgd(config: GdVsSgdConfig, context: StudyContext) -> GdVsSgdResult:
         sharp, resid = np.full(tracks, np.nan), np.full(tracks, np.nan)
         sharp[: len(track.lambda_max)], resid[: len(track.residuals)] = track.lambda_max, track.residuals
         final = result.final
-        return {
-            "theta": result.theta,
-            "loss_curve": curve,
-            "sharpness": sharp,
-            "sharpness_residual": resid,
-            "lambda_max": np.array([lam]),
-            "lambda_max_error": np.array([err]),
-            "final": np.array([final["loss"], final.get("accuracy", np.nan), final.get("test_accuracy", np.nan)]),
-            "stopped": np.array(result.stopped),
-        }
+        return GdVsSgdRun(
+            theta=result.theta,
+            loss_curve=curve,
+            sharpness=sharp,
+            sharpness_residual=resid,
+            lambda_max=float(lam),
+            lambda_max_error=float(err),
+            train_loss=float(final["loss"]),
+            train_accuracy=float(final.get("accuracy", np.nan)),
+            test_accuracy=float(final.get("test_accuracy", np.nan)),
+            stopped=str(result.stopped),
+        )
 
     key = asdict(config)
     points = context.sweep("gd-vs-sgd", key, len(runs), run_point)
@@ -246,53 +275,51 @@ def gd_vs_sgd(config: GdVsSgdConfig, context: StudyContext) -> GdVsSgdResult:
     sgd = [r for r, (opt, _, _) in enumerate(runs) if opt == "sgd"]
     reference = np.array([-1 if opt == "gd" else gd_index.get(lr, 0) for opt, lr, _ in runs], dtype=np.int64)
 
-    def barrier_point(j: int) -> dict[str, np.ndarray]:
+    def barrier_point(j: int) -> GdVsSgdLine:
         r = sgd[j]
-        if "diverged" in (str(points[r]["stopped"]), str(points[reference[r]]["stopped"])):
-            return {"curve": np.full(config.points, np.nan), "barrier": np.array([np.nan])}
+        if "diverged" in (points[r].stopped, points[reference[r]].stopped):
+            return GdVsSgdLine(np.full(config.points, np.nan), np.nan)
         link = connect(
             objective,
-            torch.as_tensor(points[reference[r]]["theta"]),
-            torch.as_tensor(points[r]["theta"]),
+            torch.as_tensor(points[reference[r]].theta),
+            torch.as_tensor(points[r].theta),
             align="none",
             points=config.points,
             test=False,
         )
-        return {
-            "curve": link.paths["naive"].values["train_loss"],
-            "barrier": np.array([link.paths["naive"].barrier("train_loss").height]),
-        }
+        naive = link.paths["naive"]
+        return GdVsSgdLine(naive.values["train_loss"], naive.barrier("train_loss").height)
 
     links = context.sweep("gd-vs-sgd-barriers", key, len(sgd), barrier_point)
     barrier = np.full(len(runs), np.nan)
     barrier_curve = np.full((len(runs), config.points), np.nan)
     for j, r in enumerate(sgd):
-        barrier[r], barrier_curve[r] = links[j]["barrier"][0], links[j]["curve"]
+        barrier[r], barrier_curve[r] = links[j].barrier, links[j].curve
     lr = np.array([lr for _, lr, _ in runs], dtype=np.float64)
-    lam = np.array([p["lambda_max"][0] for p in points])
-    final = np.stack([p["final"] for p in points])
+    per_run = lambda name: np.array([getattr(p, name) for p in points])  # noqa: E731
+    lam = per_run("lambda_max")
     gd_rows = [r for r, (opt, _, _) in enumerate(runs) if opt == "gd"]
     return GdVsSgdResult(
         optimizer=[opt for opt, _, _ in runs],
         lr=lr,
         batch_size=np.array([data.n_train if b is None else min(b, data.n_train) for _, _, b in runs], dtype=np.int64),
-        train_loss=final[:, 0],
-        train_accuracy=final[:, 1],
-        test_accuracy=final[:, 2],
+        train_loss=per_run("train_loss"),
+        train_accuracy=per_run("train_accuracy"),
+        test_accuracy=per_run("test_accuracy"),
         lambda_max=lam,
-        lambda_max_error=np.array([p["lambda_max_error"][0] for p in points]),
+        lambda_max_error=per_run("lambda_max_error"),
         ratio=lam * lr / 2,
-        stopped=[str(p["stopped"]) for p in points],
+        stopped=[p.stopped for p in points],
         reference=reference,
         barrier=barrier,
         t=np.linspace(0.0, 1.0, config.points),
         barrier_curve=barrier_curve,
         record_steps=np.minimum(np.arange(records) * config.track_every, config.steps),
-        loss_curve=np.stack([p["loss_curve"] for p in points]),
+        loss_curve=np.stack([p.loss_curve for p in points]),
         track_steps=np.arange(1, tracks + 1) * config.track_every,
-        sharpness=np.stack([points[r]["sharpness"] for r in gd_rows]),
-        sharpness_residual=np.stack([points[r]["sharpness_residual"] for r in gd_rows]),
-        thetas=np.stack([p["theta"] for p in points]),
+        sharpness=np.stack([points[r].sharpness for r in gd_rows]),
+        sharpness_residual=np.stack([points[r].sharpness_residual for r in gd_rows]),
+        thetas=np.stack([p.theta for p in points]),
         n_train=data.n_train,
         config=asdict(config),
     )

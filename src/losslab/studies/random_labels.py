@@ -25,7 +25,7 @@ Each p is one sweep point (a resumable chunk); ``seeds`` seeds per p train toget
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -43,7 +43,7 @@ from losslab.studies.base import StudyContext, register_study, subset
 from losslab.train import TrainConfig, init_thetas, train_ensemble
 from losslab.train.cost import estimate_training
 
-__all__ = ["RandomLabelsConfig", "RandomLabelsResult", "random_labels"]
+__all__ = ["RandomLabelsConfig", "RandomLabelsPoint", "RandomLabelsResult", "random_labels"]
 
 
 @dataclass(frozen=True)
@@ -130,6 +130,26 @@ class RandomLabelsResult:
         }
 
 
+@register_result
+@dataclass
+class RandomLabelsPoint:
+    """One fraction of the sweep: every per-seed field of `RandomLabelsResult` without the fraction axis."""
+
+    epochs_to_fit: np.ndarray
+    best_train_accuracy: np.ndarray
+    train_accuracy: np.ndarray
+    train_loss: np.ndarray
+    test_accuracy: np.ndarray
+    lambda_max: np.ndarray
+    lambda_max_error: np.ndarray
+    trace: np.ndarray
+    trace_stderr: np.ndarray
+    hvps: np.ndarray
+    thetas: np.ndarray
+    accuracy_curve: np.ndarray
+    params: int
+
+
 def _fit_epochs(history: dict[str, np.ndarray]) -> np.ndarray:
     """The first recorded epoch with every training example right, per seed (NaN if never)."""
     fitted = history["accuracy"] >= 1.0  # [records, S]; accuracy counts exactly, so 1.0 means all
@@ -185,6 +205,7 @@ def _estimate(config: RandomLabelsConfig, context: StudyContext) -> Estimate:
     quick=RandomLabelsConfig(model="mlp:64-256-10", train_size=400, epochs=300, seeds=2),
     full=RandomLabelsConfig(),
     estimate=_estimate,
+    demo="Random labels (Zhang et al. 2017): fit time and curvature against the corrupted fraction",
 )
 def random_labels(config: RandomLabelsConfig, context: StudyContext) -> RandomLabelsResult:
     """Run the label-randomization sweep (see the module docstring)."""
@@ -192,7 +213,7 @@ def random_labels(config: RandomLabelsConfig, context: StudyContext) -> RandomLa
     records = config.epochs + 1  # the start and every epoch
     device, dtype = context.device, context.dtype  # the pieces may be shipped to Ray workers: not the context
 
-    def fraction_point(i: int) -> dict[str, np.ndarray]:
+    def fraction_point(i: int) -> RandomLabelsPoint:
         data = clean.with_label_noise(config.fractions[i], config.seed)
         objective = Objective(
             build_model(config.model, seed=seeds[0]), "cross_entropy", data, device=device, dtype=dtype
@@ -222,36 +243,28 @@ def random_labels(config: RandomLabelsConfig, context: StudyContext) -> RandomLa
                 curvature[key].append(float(value))
         curve = np.full(records, np.nan)
         curve[: len(history["step"])] = history["accuracy"].mean(1)
-        return {
-            "epochs_to_fit": _fit_epochs(history),
-            "best_train_accuracy": history["accuracy"].max(0),
-            "train_accuracy": history["accuracy"][-1],
-            "train_loss": history["loss"][-1],
-            "test_accuracy": history["test_accuracy"][-1],
-            "accuracy_curve": curve,
-            "thetas": result.thetas,
-            "params": np.array([objective.dim]),
+        return RandomLabelsPoint(
+            epochs_to_fit=_fit_epochs(history),
+            best_train_accuracy=history["accuracy"].max(0),
+            train_accuracy=history["accuracy"][-1],
+            train_loss=history["loss"][-1],
+            test_accuracy=history["test_accuracy"][-1],
+            accuracy_curve=curve,
+            thetas=result.thetas,
+            params=objective.dim,
+            hvps=np.asarray(curvature.pop("hvps")).astype(np.int64),
             **{key: np.asarray(values) for key, values in curvature.items()},
-        }
+        )
 
     points = context.sweep("random-labels", asdict(config), len(config.fractions), fraction_point)
-    stack = lambda key: np.stack([p[key] for p in points])  # noqa: E731
+    per_seed = {
+        f.name: np.stack([getattr(p, f.name) for p in points]) for f in fields(RandomLabelsPoint) if f.name != "params"
+    }
     return RandomLabelsResult(
         fractions=np.asarray(config.fractions, dtype=np.float64),
-        epochs_to_fit=stack("epochs_to_fit"),
-        best_train_accuracy=stack("best_train_accuracy"),
-        train_accuracy=stack("train_accuracy"),
-        train_loss=stack("train_loss"),
-        test_accuracy=stack("test_accuracy"),
-        lambda_max=stack("lambda_max"),
-        lambda_max_error=stack("lambda_max_error"),
-        trace=stack("trace"),
-        trace_stderr=stack("trace_stderr"),
-        hvps=stack("hvps").astype(np.int64),
-        thetas=stack("thetas"),
         curve_epochs=np.arange(records, dtype=np.float64),
-        accuracy_curve=stack("accuracy_curve"),
         n_train=clean.n_train,
-        params=int(points[0]["params"][0]),
+        params=points[0].params,
         config=asdict(config),
+        **per_seed,
     )

@@ -314,10 +314,15 @@ def _estimate(config: RestartsConfig, context: StudyContext) -> Estimate:
     return estimate
 
 
-def _run_problem(problem: RestartProblem, config: RestartsConfig, device: str, dtype: str) -> dict[str, np.ndarray]:
+def _run_problem(
+    name: str, problem: RestartProblem, config: RestartsConfig, device: str, dtype: str
+) -> RestartsProblemResult:
     objective, seeds, train_config = _setup(problem, config, device, dtype)
     result = train_ensemble(objective, train_config, thetas=init_thetas(problem.model, seeds, objective), seeds=seeds)
-    final = {key: result.history[key][-1] for key in ("loss", "accuracy", "test_loss", "test_accuracy")}
+    final = {
+        key: np.asarray(result.history[key][-1], dtype=np.float64)
+        for key in ("loss", "accuracy", "test_loss", "test_accuracy")
+    }
     thetas = torch.as_tensor(result.thetas)
     finite = np.isfinite(final["loss"])
     grad_norm = np.array(
@@ -336,19 +341,26 @@ def _run_problem(problem: RestartProblem, config: RestartsConfig, device: str, d
         naive[p], aligned[p] = link.paths["naive"].values["train_loss"], link.paths["aligned"].values["train_loss"]
         bar_naive[p] = link.paths["naive"].barrier("train_loss").height
         bar_aligned[p] = link.paths["aligned"].barrier("train_loss").height
-    return {
-        "seeds": np.asarray(seeds, dtype=np.int64),
-        **{k: np.asarray(v, dtype=np.float64) for k, v in final.items()},
-        "grad_norm": grad_norm,
-        "thetas": result.thetas,
-        "steps": result.steps.astype(np.int64),
-        "pairs": pairs,
-        "t": t,
-        "barrier_naive": bar_naive,
-        "barrier_aligned": bar_aligned,
-        "curve_naive": naive,
-        "curve_aligned": aligned,
-    }
+    return RestartsProblemResult(
+        name=name,
+        problem=asdict(problem),
+        seeds=np.asarray(seeds, dtype=np.int64),
+        train_loss=final["loss"],
+        train_accuracy=final["accuracy"],
+        test_loss=final["test_loss"],
+        test_accuracy=final["test_accuracy"],
+        grad_norm=grad_norm,
+        thetas=result.thetas,
+        steps=result.steps.astype(np.int64),
+        reached=final["loss"] <= problem.target_loss,
+        target_loss=problem.target_loss,
+        pairs=pairs,
+        t=t,
+        barrier_naive=bar_naive,
+        barrier_aligned=bar_aligned,
+        curve_naive=naive,
+        curve_aligned=aligned,
+    )
 
 
 @register_study(
@@ -358,38 +370,17 @@ def _run_problem(problem: RestartProblem, config: RestartsConfig, device: str, d
     quick=RestartsConfig(seeds=24, budget=0.5, max_pairs=10, points=9),
     full=RestartsConfig(),
     estimate=_estimate,
+    demo="Restarts: XOR, teacher-student and digits seeds (local minima and plateaus)",
 )
 def restarts(config: RestartsConfig, context: StudyContext) -> RestartsResult:
     """Run the restarts of every problem (see the module docstring)."""
     problems = config.resolved()
     names = list(problems)
     device, dtype = context.device, context.dtype  # the pieces may be shipped to Ray workers: not the context
-    points = context.sweep(
-        "restarts", asdict(config), len(names), lambda i: _run_problem(problems[names[i]], config, device, dtype)
+    results = context.sweep(
+        "restarts",
+        asdict(config),
+        len(names),
+        lambda i: _run_problem(names[i], problems[names[i]], config, device, dtype),
     )
-    out = []
-    for name, arrays in zip(names, points, strict=True):
-        problem = problems[name]
-        out.append(
-            RestartsProblemResult(
-                name=name,
-                problem=asdict(problem),
-                seeds=arrays["seeds"],
-                train_loss=arrays["loss"],
-                train_accuracy=arrays["accuracy"],
-                test_loss=arrays["test_loss"],
-                test_accuracy=arrays["test_accuracy"],
-                grad_norm=arrays["grad_norm"],
-                thetas=arrays["thetas"],
-                steps=arrays["steps"],
-                reached=arrays["loss"] <= problem.target_loss,
-                target_loss=problem.target_loss,
-                pairs=arrays["pairs"],
-                t=arrays["t"],
-                barrier_naive=arrays["barrier_naive"],
-                barrier_aligned=arrays["barrier_aligned"],
-                curve_naive=arrays["curve_naive"],
-                curve_aligned=arrays["curve_aligned"],
-            )
-        )
-    return RestartsResult(out, asdict(config))
+    return RestartsResult(results, asdict(config))

@@ -33,7 +33,7 @@ The run is one resumable chunk; each checkpoint is another.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -48,7 +48,7 @@ from losslab.studies.base import StudyContext, register_study, study_objective
 from losslab.train import OPTIMIZERS, TrainConfig, train
 from losslab.train.cost import estimate_training
 
-__all__ = ["SaddlesConfig", "SaddlesResult", "saddles"]
+__all__ = ["SaddlesCheckpoint", "SaddlesConfig", "SaddlesResult", "SaddlesTrajectory", "saddles"]
 
 
 @dataclass(frozen=True)
@@ -150,6 +150,38 @@ class SaddlesResult:
         }
 
 
+@register_result
+@dataclass
+class SaddlesTrajectory:
+    """The one training run: θ at each checkpoint and the loss at every record."""
+
+    snapshots: np.ndarray
+    snapshot_steps: np.ndarray
+    record_steps: np.ndarray
+    record_loss: np.ndarray
+
+
+@register_result
+@dataclass
+class SaddlesCheckpoint:
+    """What one checkpoint measured (the per-checkpoint fields of `SaddlesResult`, one value each)."""
+
+    loss: float
+    grad_norm: float
+    accuracy: float  # NaN for regression
+    lambda_min: float
+    lambda_min_residual: float
+    lambda_max: float
+    ratio: float
+    index: float
+    index_low: float
+    index_high: float
+    tau: float
+    count_lower: int
+    hvps: int
+    verdict: str
+
+
 def _train_config(config: SaddlesConfig) -> TrainConfig:
     every = config.steps // config.checkpoints
     return TrainConfig(
@@ -185,79 +217,64 @@ def _estimate(config: SaddlesConfig, context: StudyContext) -> Estimate:
     quick=SaddlesConfig(init_scale=0.02, train_size=600, steps=600, checkpoints=20),
     full=SaddlesConfig(),
     estimate=_estimate,
+    demo="Saddles along training (Dauphin et al. 2014)",
 )
 def saddles(config: SaddlesConfig, context: StudyContext) -> SaddlesResult:
     """Train once, then measure the curvature at every checkpoint (see the module docstring)."""
     objective = study_objective(config, context)
     key = asdict(config)
 
-    def run(_: int) -> dict[str, np.ndarray]:
+    def run(_: int) -> SaddlesTrajectory:
         result = train(objective, _train_config(config), theta=objective.theta0 * config.init_scale, test=False)
         if result.stopped == "diverged":
             raise UserError(f"The saddles run diverged at step {result.steps} (lr={config.lr:g}): lower lr.")
-        return {
-            "snapshots": result.snapshots,
-            "snapshot_steps": result.snapshot_steps,
-            "record_steps": result.history["step"],
-            "record_loss": result.history["loss"],
-        }
+        return SaddlesTrajectory(
+            snapshots=result.snapshots,
+            snapshot_steps=result.snapshot_steps,
+            record_steps=result.history["step"],
+            record_loss=result.history["loss"],
+        )
 
     (trajectory,) = context.sweep("saddles-run", key, 1, run)
-    snapshots = trajectory["snapshots"]
+    snapshots = trajectory.snapshots
 
-    def checkpoint(i: int) -> dict[str, np.ndarray]:
+    def checkpoint(i: int) -> SaddlesCheckpoint:
         theta = objective.as_theta(torch.as_tensor(snapshots[i]))
         value, grad = objective.value_and_grad(theta)
         accuracy = objective.metrics(theta)["accuracy"]
         index = saddle_index(hessian_operator(objective, theta), tau=config.tau, k=config.bottom, seed=config.seed)
-        return {
-            "values": np.array(
-                [
-                    float(value),
-                    float(grad.norm()),
-                    np.nan if accuracy is None else accuracy,
-                    index.lambda_min,
-                    index.lambda_min_residual,
-                    index.lambda_max,
-                    index.ratio,
-                    index.fraction,
-                    index.fraction_low,
-                    index.fraction_high,
-                    index.tau,
-                ]
-            ),
-            "count_lower": np.array([index.count_lower, index.hvps]),
-            "verdict": np.array(index.verdict),
-        }
+        return SaddlesCheckpoint(
+            loss=float(value),
+            grad_norm=float(grad.norm()),
+            accuracy=np.nan if accuracy is None else float(accuracy),
+            lambda_min=float(index.lambda_min),
+            lambda_min_residual=float(index.lambda_min_residual),
+            lambda_max=float(index.lambda_max),
+            ratio=float(index.ratio),
+            index=float(index.fraction),
+            index_low=float(index.fraction_low),
+            index_high=float(index.fraction_high),
+            tau=float(index.tau),
+            count_lower=int(index.count_lower),
+            hvps=int(index.hvps),
+            verdict=str(index.verdict),
+        )
 
     points = context.sweep("saddles", key, len(snapshots), checkpoint)
-    values = np.stack([p["values"] for p in points])
-    counts = np.stack([p["count_lower"] for p in points])
-    loss, grad_norm, lam_min, lam_max = values[:, 0], values[:, 1], values[:, 3], values[:, 5]
+    measured = {f.name: np.array([getattr(p, f.name) for p in points]) for f in fields(SaddlesCheckpoint)}
+    loss, grad_norm, lam_min, lam_max = (measured[k] for k in ("loss", "grad_norm", "lambda_min", "lambda_max"))
     # The Lanczos λmin is an upper bound on the smallest eigenvalue (interlacing), so
     # λmin ≤ −c·λmax certifies that much negative curvature.
     plateau = (grad_norm <= config.plateau_grad * np.nanmax(grad_norm)) & (
         lam_min <= -config.plateau_curvature * lam_max
     )
     return SaddlesResult(
-        steps=trajectory["snapshot_steps"],
-        loss=loss,
-        accuracy=values[:, 2],
-        grad_norm=grad_norm,
-        lambda_min=lam_min,
-        lambda_min_residual=values[:, 4],
-        lambda_max=lam_max,
-        ratio=values[:, 6],
-        index=values[:, 7],
-        index_low=values[:, 8],
-        index_high=values[:, 9],
-        count_lower=counts[:, 0],
-        tau=values[:, 10],
-        verdict=[str(p["verdict"]) for p in points],
+        **{k: v for k, v in measured.items() if k != "verdict"},
+        verdict=[p.verdict for p in points],
+        steps=trajectory.snapshot_steps,
         plateau=plateau,
-        hvps=counts[:, 1],
-        record_steps=trajectory["record_steps"],
-        record_loss=trajectory["record_loss"],
+        record_steps=trajectory.record_steps,
+        record_loss=trajectory.record_loss,
         snapshots=snapshots,
         params=objective.dim,
         config=asdict(config),
