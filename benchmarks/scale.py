@@ -4,8 +4,9 @@
 
 The work: ``resnet20`` (He et al. 2016; batch norm in eval mode, its running statistics
 estimated by one train-mode pass, its scales and shifts perturbed as after training) on ``n``
-Fashion-MNIST training images, float32, at seeded weights (the same for every method). Each part runs in a fresh process so
-its peak resident memory is its own; the parent prints one JSON line.
+Fashion-MNIST training images, float32, at seeded weights (the same for every method). Each
+part runs in a fresh process so its peak resident memory is its own; the parent prints one
+JSON line.
 
 - top-1 eigenvalue: losslab Lanczos (`curvature.extreme_eigenpairs`, residual-certified)
   vs PyHessian's power iteration (``hessian(...).eigenvalues(top_n=1)``); the truth is a
