@@ -11,6 +11,7 @@ import torch
 
 from losslab._loading import is_user_spec, load_callable, option, parse_spec, reject_unknown
 from losslab.data.dataset import Dataset, as_dataset
+from losslab.data.fashion_mnist import fashion_mnist
 from losslab.errors import UserError
 
 __all__ = ["DATASETS", "digits", "load_data", "mnist1d", "spirals", "teacher", "xor"]
@@ -22,11 +23,12 @@ def _split(n: int, test_fraction: float, seed: int) -> tuple[torch.Tensor, torch
     return order[n_test:].sort().values, order[:n_test].sort().values
 
 
-def digits(*, test_fraction: float = 0.2, seed: int = 0) -> Dataset:
+def digits(*, test_fraction: float = 0.2, seed: int = 0, images: bool = False) -> Dataset:
     """scikit-learn's 8×8 digits (1,797 images, 64 features, 10 classes).
 
     Split with a seeded permutation, then standardized per feature with the training
-    split's mean and standard deviation (constant pixels keep std 1).
+    split's mean and standard deviation (constant pixels keep std 1). ``images=True``
+    gives the same numbers as [n, 1, 8, 8] images, for fast CNN tests.
     """
     from sklearn.datasets import load_digits
 
@@ -38,6 +40,8 @@ def digits(*, test_fraction: float = 0.2, seed: int = 0) -> Dataset:
     std = X[train].std(0)
     std[std == 0] = 1.0
     X = (X - mean) / std
+    if images:
+        X = X.reshape(-1, 1, 8, 8)
     return Dataset(
         "digits",
         X[train],
@@ -45,7 +49,7 @@ def digits(*, test_fraction: float = 0.2, seed: int = 0) -> Dataset:
         X[test],
         y[test],
         num_classes=10,
-        meta={"test_fraction": test_fraction, "seed": seed},
+        meta={"test_fraction": test_fraction, "seed": seed, "images": images},
     )
 
 
@@ -167,6 +171,7 @@ DATASETS: dict[str, Callable[..., Dataset]] = {
     "teacher": teacher,
     "spirals": spirals,
     "xor": xor,
+    "fashion-mnist": fashion_mnist,
 }
 
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 from torch import nn
 from torch.func import functional_call
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from losslab.data.dataset import Dataset, as_dataset
 from losslab.errors import UserError, check_choice, check_int
@@ -486,6 +488,24 @@ class Objective:
         return max(1, sum(sizes) * element // rows)
 
 
+@contextmanager
+def twice_differentiable() -> Iterator[None]:
+    """Attention through kernels with every derivative, for curvature products.
+
+    The fused attention kernels have no double backward on CPU, and the fused encoder-layer fast path
+    of ``nn.TransformerEncoderLayer`` (taken in eval mode when no parameter requires grad, as under
+    ``torch.func.jvp``) has no forward-mode derivative. The math kernel and the layer's ordinary path
+    compute the same function with every derivative.
+    """
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with sdpa_kernel(SDPBackend.MATH):
+            yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
+
+
 class CurvatureAt:
     """Products with the Hessian (and GGN) of an `Objective` at a fixed θ.
 
@@ -528,6 +548,10 @@ class CurvatureAt:
 
     def hvp_many(self, V: torch.Tensor) -> torch.Tensor:
         """∇²L(θ) vᵢ for each row of V [k, D]."""
+        with twice_differentiable():
+            return self._hvp_many(V)
+
+    def _hvp_many(self, V: torch.Tensor) -> torch.Tensor:
         V = self._check(V, many=True)
         obj = self.objective
         self.count += len(V)
@@ -568,6 +592,10 @@ class CurvatureAt:
         return self.ggn_many(self._check(v, many=False)[None])[0]
 
     def ggn_many(self, V: torch.Tensor) -> torch.Tensor:
+        with twice_differentiable():
+            return self._ggn_many(V)
+
+    def _ggn_many(self, V: torch.Tensor) -> torch.Tensor:
         V = self._check(V, many=True)
         obj = self.objective
         self.count += len(V)

@@ -1,0 +1,200 @@
+"""ResNet scale, side by side with the peers: top eigenvalue, trace and an 11×11 plane.
+
+    python benchmarks/scale.py [--n 2048] [--model resnet20] [--device cpu|cuda] [--peers DIR]
+
+The work: ``resnet20`` (He et al. 2016; batch norm in eval mode, its running statistics
+estimated by one train-mode pass, its scales and shifts perturbed as after training) on ``n``
+Fashion-MNIST training images, float32, at seeded weights (the same for every method). Each
+part runs in a fresh process so its peak resident memory is its own; the parent prints one
+JSON line.
+
+- top-1 eigenvalue: losslab Lanczos (`curvature.extreme_eigenpairs`, residual-certified)
+  vs PyHessian's power iteration (``hessian(...).eigenvalues(top_n=1)``); the truth is a
+  losslab Lanczos run to a residual of 1e-4·|λ| (a symmetric matrix has an eigenvalue within
+  the residual of every Ritz value), and each method's relative error against it is reported.
+- trace: PyHessian's Hutchinson (``.trace()``, its defaults) gives an estimate and its
+  standard error; losslab's Hutch++ is then asked for the same standard error (equal error).
+- plane: loss-landscapes' ``random_plane(..., steps=11, normalization='filter')`` vs
+  ``surface.plane`` on filter-normalized directions (Li et al. 2018), 121 points each.
+
+The peers are installed in the benchmark's own directory, never in the project's
+environment, without their dependencies (they would pull a CUDA torch):
+``pip install --no-deps --target DIR PyHessian loss-landscapes``; pass ``--peers DIR``.
+A part whose peer is not importable is reported as skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from _common import emit
+
+PARTS = ("losslab_top1", "pyhessian_top1", "truth_top1", "pyhessian_trace", "losslab_trace", "losslab_plane",
+         "peer_plane")  # fmt: skip
+
+
+def _setup(args: argparse.Namespace) -> tuple[Any, torch.Tensor, torch.Tensor]:
+    from losslab import build_model, load_data
+
+    data = load_data(f"fashion-mnist:n={args.n},test_n=0,seed=0")
+    model = build_model(args.model, seed=0).to(args.device)
+    X, y = data.X_train.to(args.device), data.y_train.to(args.device)
+    generator = torch.Generator().manual_seed(1)
+    for module in model.modules():  # running statistics = the data's (cumulative average)
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.momentum = None
+            # Batch-norm scales and shifts as after training: loss-landscapes' filter normalization
+            # divides by each tensor's norm and fails (ZeroDivisionError) on the zero shifts of an init.
+            with torch.no_grad():
+                module.weight.copy_(1 + 0.2 * (torch.rand(module.weight.shape, generator=generator) - 0.5))
+                module.bias.copy_(0.05 * torch.randn(module.bias.shape, generator=generator))
+    model.train()
+    with torch.no_grad():
+        for start in range(0, len(X), 256):
+            model(X[start : start + 256])
+    return model.eval(), X, y
+
+
+def _objective(model: Any, X: torch.Tensor, y: torch.Tensor, device: str) -> Any:
+    from losslab import Objective
+
+    return Objective(model, "cross_entropy", (X, y), device=device)
+
+
+def run_part(part: str, args: argparse.Namespace) -> dict[str, Any]:
+    model, X, y = _setup(args)
+    start = time.perf_counter()
+    if part in ("losslab_top1", "truth_top1", "losslab_trace"):
+        from losslab import curvature
+
+        objective = _objective(model, X, y, args.device)
+        theta = objective.theta0
+        start = time.perf_counter()
+        H = curvature.hessian_operator(objective, theta)
+        if part == "losslab_trace":
+            estimate = curvature.hutchpp(H, tol=0.0, atol=args.trace_stderr, max_hvps=2000)
+            out = {"trace": estimate.estimate, "stderr": estimate.stderr, "products": H.count}
+        else:
+            tol = 1e-4 if part == "truth_top1" else 1e-3
+            top, _ = curvature.extreme_eigenpairs(H, top=1, bottom=0, tol=tol, max_hvps=400)
+            out = {"eigenvalue": float(top.eigenvalues[0]), "residual": float(top.residuals[0]), "products": H.count}
+    elif part in ("pyhessian_top1", "pyhessian_trace"):
+        import pyhessian  # noqa: F401  (the package's __init__ shadows the module name with the class)
+
+        ph = sys.modules["pyhessian.hessian"]
+
+        counted = {"products": 0}
+        original = ph.hessian_vector_product
+
+        def counting(*a: Any, **k: Any) -> Any:
+            counted["products"] += 1
+            return original(*a, **k)
+
+        ph.hessian_vector_product = counting
+        criterion = torch.nn.CrossEntropyLoss()
+        start = time.perf_counter()
+        H = ph.hessian(model, criterion, data=(X, y), cuda=args.device.startswith("cuda"))
+        if part == "pyhessian_top1":
+            values, _ = H.eigenvalues(top_n=1)
+            out = {"eigenvalue": float(values[0]), **counted}
+        else:
+            samples = np.asarray(H.trace(), dtype=float)
+            out = {
+                "trace": float(samples.mean()),
+                "stderr": float(samples.std(ddof=1) / np.sqrt(len(samples))),
+                **counted,
+            }
+    elif part == "losslab_plane":
+        from losslab import surface
+
+        objective = _objective(model, X, y, args.device)
+        start = time.perf_counter()
+        dirs = surface.make_directions(objective.layout, objective.theta0, "filter", seed=0)
+        grid = surface.axis(-1.0, 1.0, args.steps)
+        result = surface.plane(objective, objective.theta0, dirs, grid, grid)
+        out = {"points": int(result.loss.size), "path": getattr(result, "path", None)}
+    else:  # peer_plane
+        import loss_landscapes
+        import loss_landscapes.metrics
+
+        metric = loss_landscapes.metrics.Loss(F.cross_entropy, X, y)
+        start = time.perf_counter()
+        with torch.no_grad():
+            values = loss_landscapes.random_plane(model, metric, distance=1, steps=args.steps,
+                                                  normalization="filter", deepcopy_model=True)  # fmt: skip
+        out = {"points": int(np.asarray(values).size)}
+    if args.device.startswith("cuda"):
+        torch.cuda.synchronize()
+    out["seconds"] = round(time.perf_counter() - start, 3)
+    return out
+
+
+def _child(part: str, args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--part", part, "--n", str(args.n), "--model", args.model,
+               "--device", args.device, "--steps", str(args.steps), *extra]  # fmt: skip
+    env = dict(os.environ)
+    if args.peers:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH"), args.peers) if p)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    stdout, stderr = process.communicate()
+    if process.returncode != 0:
+        last = (stderr.strip().splitlines() or ["no output"])[-1]
+        return {"skipped": last[:200]}
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=2048)
+    parser.add_argument("--model", default="resnet20")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--steps", type=int, default=11)
+    parser.add_argument("--peers", default=None, help="Directory holding PyHessian and loss-landscapes.")
+    parser.add_argument("--part", choices=PARTS, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--trace-stderr", type=float, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.part is not None:
+        import resource
+
+        out = run_part(args.part, args)
+        out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        sys.stdout.write(json.dumps(out) + "\n")
+        return
+
+    figures: dict[str, Any] = {"model": args.model, "rows": args.n, "device": args.device, "dtype": "float32"}
+    truth = _child("truth_top1", args, [])
+    figures["truth_top1"] = truth
+    for part in ("losslab_top1", "pyhessian_top1"):
+        result = _child(part, args, [])
+        if "eigenvalue" in result and "eigenvalue" in truth:
+            result["relative_error"] = float(abs(result["eigenvalue"] - truth["eigenvalue"]) / abs(truth["eigenvalue"]))
+        figures[part] = result
+    peer_trace = _child("pyhessian_trace", args, [])
+    figures["pyhessian_trace"] = peer_trace
+    target = peer_trace.get("stderr")
+    if target:
+        figures["losslab_trace"] = _child("losslab_trace", args, ["--trace-stderr", str(target)])
+    for part in ("losslab_plane", "peer_plane"):
+        figures[part] = _child(part, args, [])
+    for name, ours, peer in (
+        ("top1_speedup", "losslab_top1", "pyhessian_top1"),
+        ("trace_speedup", "losslab_trace", "pyhessian_trace"),
+        ("plane_speedup", "losslab_plane", "peer_plane"),
+    ):
+        a, b = figures.get(ours, {}), figures.get(peer, {})
+        if "seconds" in a and "seconds" in b:
+            figures[name] = round(b["seconds"] / a["seconds"], 2)
+    emit("scale", figures)
+
+
+if __name__ == "__main__":
+    main()
