@@ -121,9 +121,15 @@ def test_complete_runs_are_protected_and_force_overwrites(tmp_path: Path) -> Non
 
 def test_unfinished_runs_resume_only_with_the_same_config(tmp_path: Path) -> None:
     path = tmp_path / "run"
-    RunDir.create(path, command="c", config={"a": 1}).chunks("grid", {"k": 1}).save(0, {"x": np.ones(2)})
+    crashed = RunDir.create(path, command="c", config={"a": 1})
+    crashed.chunks("grid", {"k": 1}).save(0, {"x": np.ones(2)})
+    crashed.release()  # what the death of its process does
     resumed = RunDir.create(path, command="c", config={"a": 1})
-    assert resumed.manifest["resumed"] and resumed.chunks("grid", {"k": 1}).done(0)
+    assert resumed.chunks("grid", {"k": 1}).done(0)
+    assert not resumed.manifest["resumed"]  # nothing reused yet
+    resumed.chunks("grid", {"k": 1}).map(lambda i: {"x": np.zeros(2)}, 2)
+    assert resumed.manifest["resumed"] and resumed.manifest["chunks_reused"] == 1
+    resumed.release()
     with pytest.raises(UserError, match="unfinished run of another command or config"):
         RunDir.create(path, command="c", config={"a": 2})
     failed = RunDir.create(path, command="c", config={"a": 1})
