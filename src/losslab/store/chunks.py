@@ -13,13 +13,14 @@ import json
 import shutil
 import zipfile
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from losslab._io import atomic_write, write_json
+from losslab.parallel import Executor  # re-exported: `from losslab.store import Executor` keeps working
 
 __all__ = ["Chunks", "Executor", "canonical_config"]
 
@@ -50,12 +51,6 @@ def _report_reuse(directory: Path, count: int) -> None:
     for root, listener in _REUSE_LISTENERS.items():
         if directory == root or root in directory.parents:
             listener(count)
-
-
-class Executor(Protocol):
-    """Where pieces run (`losslab.parallel`): yields ``(index, result)`` as each finishes."""
-
-    def map(self, fn: Callable[[int], Any], indices: Iterable[int]) -> Iterator[tuple[int, Any]]: ...
 
 
 def canonical_config(config: dict[str, Any]) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from losslab.store.serialize import decode, encode
 
 __all__ = ["Run", "RunDir", "load", "versions"]
 
-SCHEMA = 1
+SCHEMA = 2  # 2: result types named module:qualname (1: bare class names, still read)
 
 
 def versions() -> dict[str, str]:
@@ -43,7 +43,7 @@ def versions() -> dict[str, str]:
     import scipy
     import torch
 
-    from losslab import __version__
+    from losslab._version import __version__
 
     return {
         "losslab": __version__,
@@ -333,16 +333,9 @@ def load(path: str | os.PathLike[str]) -> Run:
     """Read a run directory back: ``losslab.load("runs/x").result`` is the object the command computed.
 
     A run.json or result file that is damaged, truncated or of another shape is a
-    `UserError` naming the file, never a crash.
+    `UserError` naming the file, never a crash. Each result's type is imported when its
+    saved name (``module:qualname``) is met, so this module imports no analysis.
     """
-    # Every analysis package registers its result types on import.
-    import losslab.connectivity  # noqa: F401
-    import losslab.curvature  # noqa: F401
-    import losslab.exact  # noqa: F401
-    import losslab.studies  # noqa: F401
-    import losslab.surface  # noqa: F401
-    import losslab.train  # noqa: F401
-
     path = Path(path)
     manifest_path = path / "run.json"
     if not manifest_path.is_file():
@@ -368,7 +361,7 @@ def load(path: str | os.PathLike[str]) -> Run:
                     results[name] = decode(entry["value"], arrays)
             else:
                 results[name] = decode(entry["value"], {})
-        except (*DAMAGED, TypeError, AttributeError) as exc:
+        except (*DAMAGED, TypeError, AttributeError, ImportError) as exc:
             raise UserError(
                 f"The result {name!r} of {str(path)!r} cannot be read ({type(exc).__name__}: {_one_line(exc)}): "
                 "rerun the command with --force."
