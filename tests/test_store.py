@@ -197,6 +197,39 @@ def test_chunks_skip_finished_pieces_and_drop_stale_ones(tmp_path: Path) -> None
     assert calls == [0, 1, 2, 3]
 
 
+def test_chunks_store_registered_result_objects(tmp_path: Path) -> None:
+    """A piece may be a registered result (nested results, lists, dicts, nan/inf): it comes back equal."""
+    calls: list[int] = []
+
+    def piece(i: int) -> Outer:
+        calls.append(i)
+        outer = make_outer()
+        outer.count = i
+        outer.grid = outer.grid + i
+        return outer
+
+    first = Chunks(tmp_path / "c", {"n": 3}).map(piece, 3, executor=LocalExecutor())
+    assert calls == [0, 1, 2]
+    again = Chunks(tmp_path / "c", {"n": 3}).map(piece, 3)
+    assert calls == [0, 1, 2]  # all three reused from disk
+    for i, (a, b) in enumerate(zip(first, again)):
+        expected = piece(i)
+        assert isinstance(b, Outer) and isinstance(b.inner, Inner) and isinstance(b.parts[0], Inner)
+        assert_same(expected, a)
+        assert_same(expected, b)
+    mixed = Chunks(tmp_path / "m", {"k": 0})
+    mixed.save(0, {"v": np.arange(3)})
+    mixed.save(1, make_outer())
+    assert set(mixed.load(0)) == {"v"} and isinstance(mixed.load(1), Outer)
+
+    @dataclass
+    class Unregistered:
+        x: int
+
+    with pytest.raises(TypeError, match="not registered"):
+        mixed.save(2, Unregistered(1))
+
+
 CRASHY = textwrap.dedent("""
     import sys, time
     import numpy as np

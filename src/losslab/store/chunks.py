@@ -1,5 +1,8 @@
 """Resumable chunks: long work split into pieces, each saved the moment it finishes.
 
+A piece is a dict of arrays or a registered result object (`register_result`), so a
+sweep can keep each point as the result type it already is.
+
 Rerunning the same work on the same directory loads the finished pieces and computes
 only the rest, so a run killed mid-way resumes where it stopped and ends with results
 bit-identical to an uninterrupted run (each piece is a deterministic function of its
@@ -15,16 +18,20 @@ import zipfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from losslab._io import atomic_write, write_json
 from losslab.parallel import Executor  # re-exported: `from losslab.store import Executor` keeps working
+from losslab.store.serialize import decode, encode
 
 __all__ = ["Chunks", "Executor", "canonical_config"]
 
 Arrays = dict[str, np.ndarray]
+Piece = Any  # a dict of arrays, or a result object registered with `register_result`
+P = TypeVar("P")
+_SPEC = "__piece__"  # the npz entry holding a result object's JSON form
 
 # What a damaged .npz raises on open or on reading an array (a crash mid-write on a file
 # system without atomic rename, a full disk, a copy cut short).
@@ -116,50 +123,60 @@ class Chunks:
             return False
         return True
 
-    def save(self, index: int, arrays: Arrays) -> None:
+    def save(self, index: int, piece: Piece) -> None:
+        """Save one piece: a dict of arrays, or a registered result object (`register_result`)."""
+        if isinstance(piece, dict):
+            arrays = piece
+        else:  # the object's JSON form beside its arrays, as a run stores its results
+            arrays = {}
+            spec = encode(piece, "piece", arrays)
+            arrays[_SPEC] = np.array(json.dumps(spec, allow_nan=False))
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
         atomic_write(self._file(index), lambda f: f.write(buffer.getvalue()))
 
-    def load(self, index: int) -> Arrays:
+    def load(self, index: int) -> Piece:
+        """A saved piece, as it was given to `save` (dicts of arrays come back as dicts of arrays)."""
         # np.load leaks the file it opened when the zip is damaged: open and close it here
         with open(self._file(index), "rb") as f, np.load(f, allow_pickle=False) as data:
+            if _SPEC in data.files:
+                return decode(json.loads(str(data[_SPEC].item())), data)
             return {k: data[k] for k in data.files}
 
-    def _load_or_discard(self, index: int) -> Arrays | None:
+    def _load_or_discard(self, index: int) -> Piece | None:
         """A saved piece, or None after deleting a damaged one (it is recomputed)."""
         try:
             return self.load(index)
-        except DAMAGED:
+        except (*DAMAGED, TypeError):  # TypeError: a saved object no longer fits its class
             self._file(index).unlink(missing_ok=True)
             return None
 
     def map(
         self,
-        fn: Callable[[int], Arrays],
+        fn: Callable[[int], P],
         count: int,
         *,
         executor: Executor | None = None,
         progress: Callable[[int, int], None] | None = None,
-    ) -> list[Arrays]:
+    ) -> list[P]:
         """Results of ``fn(i)`` for i < count: loaded when saved before, else computed and saved at once.
 
-        A saved piece that cannot be read (damaged by a crash mid-write) is deleted and
-        computed again.
+        ``fn`` returns a dict of arrays or a registered result object. A saved piece that
+        cannot be read (damaged by a crash mid-write) is deleted and computed again.
         """
-        out: dict[int, Arrays] = {}
+        out: dict[int, Any] = {}
         for i in range(count):
             if self.done(i):
-                arrays = self._load_or_discard(i)
-                if arrays is not None:
-                    out[i] = arrays
+                piece = self._load_or_discard(i)
+                if piece is not None:
+                    out[i] = piece
         _report_reuse(self.directory, len(out))
         missing = [i for i in range(count) if i not in out]
         if progress is not None:
             progress(len(out), count)
         results = ((i, fn(i)) for i in missing) if executor is None else executor.map(fn, missing)
-        for index, arrays in results:
-            self.save(index, arrays)
+        for index, piece in results:
+            self.save(index, piece)
             out[index] = self.load(index)  # what a resumed run would read: the same types and bits
             if progress is not None:
                 progress(len(out), count)
