@@ -279,3 +279,17 @@ def test_ray_executor_gives_what_the_local_one_gives(tmp_path: Path) -> None:
     ray_out = Chunks(tmp_path / "ray", {"k": 0}).map(_square, 6, executor=RayExecutor("local", num_cpus=2))
     ray.shutdown()
     assert [int(o["v"][0]) for o in local] == [int(o["v"][0]) for o in ray_out] == [0, 1, 4, 9, 16, 25]
+
+
+def test_a_directory_left_with_only_a_stale_lock_is_reused(tmp_path: Path) -> None:
+    """A process killed between taking the lock and writing run.json leaves only lock files behind."""
+    path = tmp_path / "r"
+    path.mkdir()
+    (path / ".lock").write_text("not-a-pid\n")  # unreadable: stale
+    (path / ".lock-candidate-999999").write_text("999999\n")
+    run = RunDir.create(path, command="c", config={})
+    assert (path / ".lock").read_text().split()[0] == str(os.getpid())
+    with pytest.raises(UserError, match=f"another losslab process \\(pid {os.getpid()}\\)"):
+        RunDir.create(path, command="c", config={})
+    run.complete({})
+    assert not (path / ".lock").exists() and load(path).status == "complete"

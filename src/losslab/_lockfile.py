@@ -116,7 +116,7 @@ class RunLock:
     def acquire(cls, directory: str | os.PathLike[str]) -> RunLock:
         """Take the lock, or raise a `UserError` naming the live process that holds it."""
         lock = cls(Path(directory))
-        tmp = lock.directory / f".lock.{os.getpid()}.tmp"
+        tmp = lock.directory / f".lock-candidate-{os.getpid()}"  # not *.tmp: resumes delete those
         tmp.write_text(lock._text)
         try:
             for _ in range(3):  # a stale lock removed by someone else between our tries: try again

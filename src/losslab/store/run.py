@@ -216,8 +216,8 @@ class RunDir:
 
 
 def _contents(path: Path) -> list[Path]:
-    """What a directory holds besides its lock."""
-    return [child for child in path.iterdir() if child.name != LOCK_NAME]
+    """What a directory holds besides its lock (and a lock candidate a killed process left)."""
+    return [child for child in path.iterdir() if not child.name.startswith(LOCK_NAME)]
 
 
 def _previous(path: Path, command: str, config: dict[str, Any], force: bool) -> dict[str, Any] | None:
