@@ -286,3 +286,15 @@ def test_load_checkpoint_refuses_a_plain_file_of_an_unfinished_run_in_python(tra
     set_status(run, "failed")
     with pytest.raises(UserError, match="not complete"):
         load_checkpoint(build_model(load(run).manifest["config"]["model"]), run / "model.pt")
+
+
+# ------------------------------------------------------------------ user code that raises
+def test_a_data_function_that_raises_is_named_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "broken.py").write_text("def data():\n    raise ValueError('no such file:\\n  data.csv')\n")
+    out = tmp_path / "out"
+    line = one_line_error(
+        invoke("train", "--data", f"{tmp_path / 'broken.py'}:data", "--epochs", "1", "--out", out),
+        "broken.py:data' raised ValueError: no such file: data.csv. Fix that function.",
+    )
+    assert line.startswith("losslab: error: The data function")
+    assert not out.exists()
