@@ -9,7 +9,7 @@ with batch norm (in eval mode).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -84,3 +84,18 @@ TINY_CASES = [
 def tiny_case(request: pytest.FixtureRequest) -> TinyCase:
     """Each tiny case in turn."""
     return request.param
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """One intra-op torch thread for the tests of a module, restored afterwards.
+
+    Tiny models gain nothing from intra-op threads, and on a shared machine OpenMP
+    threads spin-waiting for a busy core made some test modules 10–70× slower. Opt in
+    with ``pytestmark = pytest.mark.usefixtures("one_thread")`` at the top of a module
+    (module scope: set once, restored after the module's last test).
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -119,3 +119,46 @@ def test_bad_specs() -> None:
     with pytest.raises(UserError, match="2 targets"):
         as_dataset((torch.zeros(3, 2), torch.zeros(2)))
     assert set(DATASETS) >= {"digits", "mnist1d", "teacher", "spirals", "xor"}
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("spirals:n=-5", "The 'n' parameter of data 'spirals' must be an int ≥ 1. Got -5."),
+        ("spirals:n=0", "The 'n' parameter of data 'spirals' must be an int ≥ 1. Got 0."),
+        ("spirals:arms=1", "The 'arms' parameter of data 'spirals' must be an int ≥ 2. Got 1."),
+        ("spirals:noise=-1", "The 'noise' parameter of data 'spirals' must be a finite number ≥ 0.0. Got -1.0."),
+        ("spirals:turns=0", "The 'turns' parameter of data 'spirals' must be a finite number > 0.0. Got 0.0."),
+        ("spirals:n=2,test_fraction=0.9", "The 'test_fraction' parameter of data 'spirals' leaves no training rows"),
+        ("teacher:n=0", "The 'n' parameter of data 'teacher' must be an int ≥ 1. Got 0."),
+        ("teacher:d=0", "The 'd' parameter of data 'teacher' must be an int ≥ 1. Got 0."),
+        ("teacher:hidden=-2", "The 'hidden' parameter of data 'teacher' must be an int ≥ 1. Got -2."),
+        ("teacher:out=0", "The 'out' parameter of data 'teacher' must be an int ≥ 1. Got 0."),
+        ("teacher:noise=nan", "The 'noise' parameter of data 'teacher' must be a finite number ≥ 0.0. Got nan."),
+        ("teacher:test_fraction=1.5", "The 'test_fraction' parameter of data 'teacher' must be a finite number"),
+        ("digits:test_fraction=-0.1", "The 'test_fraction' parameter of data 'digits' must be a finite number"),
+        ("digits:test_fraction=1", "The 'test_fraction' parameter of data 'digits' leaves no training rows"),
+        ("mnist1d:seed=-1", "The 'seed' parameter of data 'mnist1d' must be an int ≥ 0. Got -1."),
+        ("set_splitting:elements=0", "The 'elements' parameter of set_splitting must be an int ≥ 3. Got 0."),
+    ],
+)
+def test_impossible_sizes_of_builtin_data_are_user_errors(spec: str, message: str) -> None:
+    """Before: spirals:n=-5 built an empty dataset and teacher:d=0 one with no features, found by a solver."""
+    with pytest.raises(UserError) as info:
+        load_data(spec)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_every_builtin_size_option_is_validated() -> None:
+    """Each integer size option of each built-in, set to 0, is refused with the parameter named."""
+    from losslab.data.builtin import _defaults
+
+    sizes = {"n", "d", "hidden", "out", "arms", "elements", "subsets", "size"}
+    checked = 0
+    for name, fn in DATASETS.items():
+        for key, default in _defaults(fn).items():
+            if key in sizes and isinstance(default, int):
+                with pytest.raises(UserError, match=f"'{key}' parameter"):
+                    load_data(f"{name}:{key}=0")
+                checked += 1
+    assert checked >= 9

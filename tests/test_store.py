@@ -121,9 +121,15 @@ def test_complete_runs_are_protected_and_force_overwrites(tmp_path: Path) -> Non
 
 def test_unfinished_runs_resume_only_with_the_same_config(tmp_path: Path) -> None:
     path = tmp_path / "run"
-    RunDir.create(path, command="c", config={"a": 1}).chunks("grid", {"k": 1}).save(0, {"x": np.ones(2)})
+    crashed = RunDir.create(path, command="c", config={"a": 1})
+    crashed.chunks("grid", {"k": 1}).save(0, {"x": np.ones(2)})
+    crashed.release()  # what the death of its process does
     resumed = RunDir.create(path, command="c", config={"a": 1})
-    assert resumed.manifest["resumed"] and resumed.chunks("grid", {"k": 1}).done(0)
+    assert resumed.chunks("grid", {"k": 1}).done(0)
+    assert not resumed.manifest["resumed"]  # nothing reused yet
+    resumed.chunks("grid", {"k": 1}).map(lambda i: {"x": np.zeros(2)}, 2)
+    assert resumed.manifest["resumed"] and resumed.manifest["chunks_reused"] == 1
+    resumed.release()
     with pytest.raises(UserError, match="unfinished run of another command or config"):
         RunDir.create(path, command="c", config={"a": 2})
     failed = RunDir.create(path, command="c", config={"a": 1})
@@ -191,6 +197,39 @@ def test_chunks_skip_finished_pieces_and_drop_stale_ones(tmp_path: Path) -> None
     assert calls == [0, 1, 2, 3]
 
 
+def test_chunks_store_registered_result_objects(tmp_path: Path) -> None:
+    """A piece may be a registered result (nested results, lists, dicts, nan/inf): it comes back equal."""
+    calls: list[int] = []
+
+    def piece(i: int) -> Outer:
+        calls.append(i)
+        outer = make_outer()
+        outer.count = i
+        outer.grid = outer.grid + i
+        return outer
+
+    first = Chunks(tmp_path / "c", {"n": 3}).map(piece, 3, executor=LocalExecutor())
+    assert calls == [0, 1, 2]
+    again = Chunks(tmp_path / "c", {"n": 3}).map(piece, 3)
+    assert calls == [0, 1, 2]  # all three reused from disk
+    for i, (a, b) in enumerate(zip(first, again)):
+        expected = piece(i)
+        assert isinstance(b, Outer) and isinstance(b.inner, Inner) and isinstance(b.parts[0], Inner)
+        assert_same(expected, a)
+        assert_same(expected, b)
+    mixed = Chunks(tmp_path / "m", {"k": 0})
+    mixed.save(0, {"v": np.arange(3)})
+    mixed.save(1, make_outer())
+    assert set(mixed.load(0)) == {"v"} and isinstance(mixed.load(1), Outer)
+
+    @dataclass
+    class Unregistered:
+        x: int
+
+    with pytest.raises(TypeError, match="not registered"):
+        mixed.save(2, Unregistered(1))
+
+
 CRASHY = textwrap.dedent("""
     import sys, time
     import numpy as np
@@ -240,3 +279,17 @@ def test_ray_executor_gives_what_the_local_one_gives(tmp_path: Path) -> None:
     ray_out = Chunks(tmp_path / "ray", {"k": 0}).map(_square, 6, executor=RayExecutor("local", num_cpus=2))
     ray.shutdown()
     assert [int(o["v"][0]) for o in local] == [int(o["v"][0]) for o in ray_out] == [0, 1, 4, 9, 16, 25]
+
+
+def test_a_directory_left_with_only_a_stale_lock_is_reused(tmp_path: Path) -> None:
+    """A process killed between taking the lock and writing run.json leaves only lock files behind."""
+    path = tmp_path / "r"
+    path.mkdir()
+    (path / ".lock").write_text("not-a-pid\n")  # unreadable: stale
+    (path / ".lock-candidate-999999").write_text("999999\n")
+    run = RunDir.create(path, command="c", config={})
+    assert (path / ".lock").read_text().split()[0] == str(os.getpid())
+    with pytest.raises(UserError, match=f"another losslab process \\(pid {os.getpid()}\\)"):
+        RunDir.create(path, command="c", config={})
+    run.complete({})
+    assert not (path / ".lock").exists() and load(path).status == "complete"

@@ -11,8 +11,7 @@ loss and data over one flat parameter vector θ.
 True
 """
 
-__version__ = "0.1.0"
-
+from losslab._version import __version__
 from losslab.data import Dataset, load_data
 from losslab.errors import UserError
 from losslab.models import build_model, load_checkpoint, save_checkpoint

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from losslab import __version__
+from losslab._version import __version__
 
 __all__ = ["app"]
 

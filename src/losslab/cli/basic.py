@@ -12,7 +12,6 @@ import typer
 
 from losslab.cli.app import app
 from losslab.cli.common import JsonOpt, command, emit, stdout
-from losslab.errors import UserError
 from losslab.store import load, versions
 
 __all__ = ["info", "show"]
@@ -43,15 +42,19 @@ def show(
 ) -> None:
     """A summary table of any run: command, status, headline numbers, results."""
     loaded = load(run)
-    manifest = loaded.manifest
-    if not isinstance(manifest.get("result", {}), (dict, type(None))):
-        raise UserError(f"The run.json of {str(run)!r} is damaged (result is not an object): rerun the command.")
+    manifest = {**loaded.manifest, "status": loaded.status}  # 'interrupted' where run.json still says running
     emit(run, manifest, json_out)
     if not json_out:
+        wall = manifest.get("wall_seconds")
         stdout.print(
-            f"status: {manifest.get('status')} · started {manifest.get('started')} · "
-            f"wall {manifest.get('wall_seconds')} s · results: {', '.join(loaded.results) or 'none'}",
+            f"status: {manifest['status']} · started {manifest.get('started')} · "
+            f"wall {f'{wall:.4g} s' if isinstance(wall, (int, float)) else 'not recorded'} · "
+            f"results: {', '.join(loaded.results) or 'none'}",
             markup=False,
         )
+        if manifest["status"] == "interrupted":
+            stdout.print(
+                "its process was killed before it finished: rerun the same command to resume it.", markup=False
+            )
         if manifest.get("error"):
             stdout.print(f"error: {manifest['error']}", markup=False)

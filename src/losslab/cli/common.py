@@ -273,7 +273,8 @@ def finish(run: RunDir, results: dict[str, Any], summary: dict[str, Any], *, jso
     for name, result in results.items():
         run.save_result(name, result)
     run.manifest["result"] = summary
-    run.manifest["status"] = "complete"  # the report shows the state it is written in
+    run.manifest["status"] = "complete"  # the report shows the state it is written in, with its wall time
+    run.stop_clock()
     write_report(run.path / "report.html", title, [Section(title, run.manifest, results)], run.path / "figures")
     run.complete(summary)
     emit(run.path, run.manifest, json_out)

@@ -72,6 +72,7 @@ def demo(out: OutOpt = None, force: ForceOpt = False, device: DeviceOpt = "cpu",
             summary[name] = {**(loaded.manifest.get("result") or {}), "seconds": round(time.perf_counter() - start, 2)}
             sections.append(Section(title, loaded.manifest, loaded.results, key=name))
         run.manifest.update(result=summary, status="complete")
+        run.stop_clock()  # the report shows the wall time
         write_report(run.path / "report.html", "losslab demo", sections, run.path / "figures")
         run.complete(summary)
     emit(run.path, run.manifest, json_out)

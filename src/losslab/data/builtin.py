@@ -12,14 +12,21 @@ import torch
 from losslab._loading import is_user_spec, load_callable, option, parse_spec, reject_unknown
 from losslab.data.dataset import Dataset, as_dataset
 from losslab.data.fashion_mnist import fashion_mnist
-from losslab.errors import UserError
+from losslab.errors import UserError, check_float, check_int
 
 __all__ = ["DATASETS", "digits", "load_data", "mnist1d", "spirals", "teacher", "xor"]
 
 
-def _split(n: int, test_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+def _split(n: int, test_fraction: float, seed: int, owner: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Train and test indices of a seeded permutation; the training split keeps at least one row."""
+    check_float(test_fraction, "test_fraction", owner, low=0.0, high=1.0)
     n_test = round(test_fraction * n)
+    if n_test >= n:
+        raise UserError(
+            f"The 'test_fraction' parameter of {owner} leaves no training rows of {n}: "
+            "give a smaller test_fraction or a larger n."
+        )
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return order[n_test:].sort().values, order[:n_test].sort().values
 
 
@@ -32,10 +39,11 @@ def digits(*, test_fraction: float = 0.2, seed: int = 0, images: bool = False) -
     """
     from sklearn.datasets import load_digits
 
+    check_int(seed, "seed", "data 'digits'")
     bunch = load_digits()
     X = torch.tensor(bunch.data, dtype=torch.float32)
     y = torch.tensor(bunch.target, dtype=torch.long)
-    train, test = _split(len(X), test_fraction, seed)
+    train, test = _split(len(X), test_fraction, seed, "data 'digits'")
     mean = X[train].mean(0)
     std = X[train].std(0)
     std[std == 0] = 1.0
@@ -62,6 +70,7 @@ def mnist1d(*, seed: int = 42) -> Dataset:
     """
     from mnist1d.data import get_dataset_args, make_dataset
 
+    check_int(seed, "seed", "data 'mnist1d'", low=0)  # NumPy seeds are non-negative
     args = get_dataset_args()
     args.seed = seed
     np_state, py_state = np.random.get_state(), random.getstate()  # noqa: NPY002  (mnist1d reseeds them)
@@ -101,6 +110,11 @@ def teacher(
     in ``meta["teacher"]`` (first-layer W1 [hidden, d], b1, second-layer W2 [out, hidden],
     b2), so a student can be compared with the network that made the data.
     """
+    owner = "data 'teacher'"
+    for name, value in (("n", n), ("d", d), ("hidden", hidden), ("out", out)):
+        check_int(value, name, owner, low=1)
+    check_int(seed, "seed", owner)
+    check_float(noise, "noise", owner, low=0.0)
     if task not in ("regression", "classification"):
         raise UserError(f"The 'task' option of teacher must be 'regression' or 'classification'. Got {task!r}.")
     if task == "classification" and out < 2:
@@ -116,7 +130,7 @@ def teacher(
         y = F + noise * torch.randn(F.shape, generator=g)
     else:
         y = F.argmax(1)
-    train, test = _split(n, test_fraction, seed)
+    train, test = _split(n, test_fraction, seed, owner)
     meta = {"teacher": {"W1": W1, "b1": b1, "W2": W2, "b2": b2}, "seed": seed, "noise": noise}
     return Dataset(
         "teacher",
@@ -140,13 +154,19 @@ def spirals(
     seed: int = 0,
 ) -> Dataset:
     """Interleaved 2-D spirals, one class per arm (radius grows linearly with angle)."""
+    owner = "data 'spirals'"
+    check_int(n, "n", owner, low=1)
+    check_int(arms, "arms", owner, low=2)  # one class per arm: fewer than two is no classification task
+    check_int(seed, "seed", owner)
+    check_float(noise, "noise", owner, low=0.0)
+    check_float(turns, "turns", owner, low=0.0, low_open=True)
+    train, test = _split(n, test_fraction, seed, owner)
     g = torch.Generator().manual_seed(seed)
     label = torch.arange(n) % arms
     r = torch.rand(n, generator=g)
     angle = 2 * math.pi * (turns * r + label / arms)
     X = torch.stack([r * torch.cos(angle), r * torch.sin(angle)], 1)
     X = X + noise * r[:, None] * torch.randn(n, 2, generator=g)
-    train, test = _split(n, test_fraction, seed)
     return Dataset(
         "spirals",
         X[train],
@@ -187,7 +207,16 @@ def load_data(spec: str, *, label_noise: float | None = None, noise_seed: int | 
     name, positional, options = parse_spec(spec, "data")
     if name not in DATASETS and is_user_spec(spec):
         fn = load_callable(spec, "data")
-        data = as_dataset(fn(), name=spec)
+        try:
+            returned = fn()
+        except UserError:
+            raise  # already one line naming the problem (the function called losslab)
+        except Exception as exc:  # the user's function failed: say which one and what it raised
+            text = " ".join(str(exc).split())[:200]
+            raise UserError(
+                f"The data function {spec!r} raised {type(exc).__name__}: {text}. Fix that function."
+            ) from exc
+        data = as_dataset(returned, name=spec)
         options = {}
     elif name in DATASETS:
         if positional is not None:

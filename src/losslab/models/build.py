@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import json
 import os
+import pickle
 from pathlib import Path
 
 import torch
@@ -11,6 +13,7 @@ from torch import nn
 
 from losslab._io import atomic_write
 from losslab._loading import is_user_spec, load_callable, parse_spec
+from losslab._lockfile import run_status, unfinished_reason
 from losslab.errors import UserError
 from losslab.models.zoo import ZOO
 
@@ -51,17 +54,28 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike[str]) -> nn.Module
     """Load a state_dict file into ``model`` (``torch.load(..., weights_only=True)``).
 
     Accepts a plain state_dict or a dict holding one under ``"state_dict"`` or ``"model"``.
-    A checkpoint of another architecture fails with the keys or shapes that differ.
+    A checkpoint of another architecture fails with the keys or shapes that differ; a
+    file holding other Python objects is refused (weights-only loading never runs code
+    from the file, so it is safe for files of unknown origin); a checkpoint inside a run
+    directory that did not finish is refused.
     """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"The checkpoint {str(path)!r} does not exist: check the path.")
+    _require_finished_run(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle errors, truncated files, non-tensor objects
+    except pickle.UnpicklingError:
+        # torch's own message advises weights_only=False, which runs the file's code: wrong for an unknown file.
         raise UserError(
-            f"The checkpoint {str(path)!r} cannot be read as a weights-only state_dict ({exc}). "
-            "Save it with torch.save(model.state_dict(), path)."
+            f"The checkpoint {str(path)!r} is not a plain state_dict of tensors (it holds other Python objects, "
+            "which weights-only loading refuses): save only the weights with torch.save(model.state_dict(), path)."
+        ) from None
+    except Exception as exc:  # truncated files, files that are not torch checkpoints
+        reason = " ".join(str(exc).split()).split(". ")[0]
+        raise UserError(
+            f"The checkpoint {str(path)!r} cannot be read ({type(exc).__name__}: {reason[:160]}); it may be truncated "
+            "or not a torch file: save it again with torch.save(model.state_dict(), path)."
         ) from None
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
@@ -93,6 +107,20 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike[str]) -> nn.Module
             )
     model.load_state_dict(state)
     return model
+
+
+def _require_finished_run(path: Path) -> None:
+    """Refuse a checkpoint that belongs to a losslab run which has not completed."""
+    try:
+        manifest = json.loads((path.parent / "run.json").read_text())
+    except (OSError, ValueError):
+        return  # no run, or a damaged one: the checkpoint file speaks for itself
+    why = unfinished_reason(run_status(path.parent, manifest) if isinstance(manifest, dict) else None)
+    if why is not None:
+        raise UserError(
+            f"The checkpoint {str(path)!r} belongs to a {manifest.get('command')} run that is not complete ({why}): "
+            "rerun that command to finish it, or give a complete run."
+        )
 
 
 def save_checkpoint(model: nn.Module, path: str | os.PathLike[str]) -> Path:

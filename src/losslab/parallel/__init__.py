@@ -1,5 +1,5 @@
 """Where independent pieces of work run: in this process (default) or on a Ray cluster."""
 
-from losslab.parallel.executor import LocalExecutor, RayExecutor, get_executor
+from losslab.parallel.executor import Executor, LocalExecutor, RayExecutor, get_executor
 
-__all__ = ["LocalExecutor", "RayExecutor", "get_executor"]
+__all__ = ["Executor", "LocalExecutor", "RayExecutor", "get_executor"]

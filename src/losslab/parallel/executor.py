@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 from losslab.errors import UserError
 
-__all__ = ["LocalExecutor", "RayExecutor", "get_executor"]
+__all__ = ["Executor", "LocalExecutor", "RayExecutor", "get_executor"]
+
+
+class Executor(Protocol):
+    """Where pieces run: ``map`` yields ``(index, fn(index))`` for each index as each finishes (any order)."""
+
+    def map(self, fn: Callable[[int], Any], indices: Iterable[int]) -> Iterator[tuple[int, Any]]: ...
 
 
 class LocalExecutor:

@@ -79,9 +79,11 @@ def _section_html(section: Section, figure_dir: Path | None, first_plot: list[bo
     m = section.manifest
     status = html.escape(str(m.get("status")))
     parts = [f"<h2>{html.escape(section.title)}</h2>"]
+    wall = m.get("wall_seconds")
+    wall_text = f"{wall:.4g} s" if isinstance(wall, (int, float)) else "not recorded"
     parts.append(
         f"<p>status: <b class='status-{status}'>{status}</b>"
-        f" · wall time: {html.escape(_format(m.get('wall_seconds')))} s"
+        f" · wall time: {html.escape(wall_text)}"
         f" · device: {html.escape(str(m.get('device')))} · dtype: {html.escape(str(m.get('dtype')))}</p>"
     )
     if m.get("error"):

@@ -27,13 +27,14 @@ from typing import Any
 import numpy as np
 
 from losslab._io import atomic_write, write_json
+from losslab._lockfile import LOCK_NAME, RunLock, run_status, unfinished_reason
 from losslab.errors import UserError
-from losslab.store.chunks import Chunks
+from losslab.store.chunks import DAMAGED, Chunks, canonical_config, listen_for_reuse
 from losslab.store.serialize import decode, encode
 
 __all__ = ["Run", "RunDir", "load", "versions"]
 
-SCHEMA = 1
+SCHEMA = 2  # 2: result types named module:qualname (1: bare class names, still read)
 
 
 def versions() -> dict[str, str]:
@@ -42,7 +43,7 @@ def versions() -> dict[str, str]:
     import scipy
     import torch
 
-    from losslab import __version__
+    from losslab._version import __version__
 
     return {
         "losslab": __version__,
@@ -59,13 +60,16 @@ def _now() -> str:
 
 
 class RunDir:
-    """A run directory being written. Create it with `RunDir.create`."""
+    """A run directory being written, locked by this process. Create it with `RunDir.create`."""
 
-    def __init__(self, path: Path, manifest: dict[str, Any], created: bool) -> None:
+    def __init__(self, path: Path, manifest: dict[str, Any], created: bool, lock: RunLock | None = None) -> None:
         self.path = path
         self.manifest = manifest
         self.created = created  # this process made the directory (remove it on a user error)
+        self._lock = lock
         self._t0 = time.perf_counter()
+        if lock is not None:
+            listen_for_reuse(path, self._count_reuse)
 
     @classmethod
     def create(
@@ -82,49 +86,46 @@ class RunDir:
     ) -> RunDir:
         """Open ``path`` for a new run, resume a crashed one with the same config, or refuse.
 
-        Refuses (a `UserError`) a complete run without ``force``, a run of another
-        command or config without ``force``, a non-empty directory that is not a run,
-        and a path that cannot be written.
+        Refuses (a `UserError`) a directory another live process is writing (its lock),
+        a complete run without ``force``, a run of another command or config without
+        ``force``, a non-empty directory that is not a run, and a path that cannot be
+        written. The lock is taken before anything is read or removed, so ``force`` never
+        deletes a run that is still being written.
         """
         path = Path(path)
-        config = json.loads(json.dumps(config, default=str))  # what will be compared on resume
-        created = not path.exists()
-        old = None
+        config = canonical_config(config)  # what will be compared on resume
         if path.exists() and not path.is_dir():
             raise UserError(f"--out {str(path)!r} is a file: give a directory path.")
-        if (path / "run.json").is_file():
-            try:
-                old = json.loads((path / "run.json").read_text())
-            except (OSError, ValueError):
-                old = None
-        if old is not None and not force:
-            if old.get("status") == "complete":
-                raise UserError(
-                    f"{str(path)!r} already holds a complete {old.get('command', '')} run: "
-                    "pass --force to overwrite it or choose another --out."
-                )
-            if old.get("command") != command or old.get("config") != config:
-                raise UserError(
-                    f"{str(path)!r} holds an unfinished run of another command or config: "
-                    "rerun that command to resume it, pass --force to start over, or choose another --out."
-                )
-        elif path.is_dir() and any(path.iterdir()) and old is None and not force:
-            raise UserError(
-                f"{str(path)!r} is not empty and holds no losslab run: choose a new directory or pass --force."
-            )
-        if force and path.is_dir() and (old is not None or any(path.iterdir())):
-            for child in path.iterdir():
-                shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
-            old = None
+        created = not path.exists()
         try:
             path.mkdir(parents=True, exist_ok=True)
             probe = path / ".write-test"
             probe.write_bytes(b"")
             probe.unlink()
+            lock = RunLock.acquire(path)
         except OSError as exc:
+            if created:
+                shutil.rmtree(path, ignore_errors=True)
             raise UserError(
                 f"Cannot write to --out {str(path)!r} ({exc.strerror}): choose a writable directory."
             ) from None
+        except UserError:
+            if created:
+                shutil.rmtree(path, ignore_errors=True)
+            raise
+        try:
+            old = _previous(path, command, config, force)
+            if force and _contents(path):
+                for child in _contents(path):
+                    shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+                old = None
+            elif old is not None:
+                _remove_temporaries(path)  # left by the process that was killed mid-write
+        except BaseException:
+            lock.release()
+            if created:
+                shutil.rmtree(path, ignore_errors=True)
+            raise
         manifest = {
             "schema": SCHEMA,
             "command": command,
@@ -138,14 +139,20 @@ class RunDir:
             "ended": None,
             "wall_seconds": None,
             "status": "running",
-            "resumed": old is not None,
+            "resumed": False,  # True once finished chunks of an earlier process are reused
+            "chunks_reused": 0,
+            "pid": os.getpid(),
             "error": None,
             "result": None,
             "results": {},
         }
-        run = cls(path, manifest, created)
+        run = cls(path, manifest, created, lock)
         run._write_manifest()
         return run
+
+    def _count_reuse(self, count: int) -> None:
+        self.manifest["chunks_reused"] += count
+        self.manifest["resumed"] = True
 
     def _write_manifest(self) -> None:
         write_json(self.path / "run.json", self.manifest)
@@ -169,20 +176,34 @@ class RunDir:
         (self.path / "figures").mkdir(exist_ok=True)
         return self.path / "figures" / f"{name}.png"
 
+    def stop_clock(self) -> None:
+        """Record the end time and wall time now (so a report written before `complete` shows them)."""
+        self.manifest.update(ended=_now(), wall_seconds=round(time.perf_counter() - self._t0, 3))
+
     def complete(self, summary: dict[str, Any]) -> None:
-        self.manifest.update(
-            status="complete", result=summary, ended=_now(), wall_seconds=round(time.perf_counter() - self._t0, 3)
-        )
+        """Mark the run complete (keeping a clock stopped by `stop_clock`), clean up, release the lock."""
+        if self.manifest.get("ended") is None:
+            self.stop_clock()
+        self.manifest.update(status="complete", result=summary)
         self._write_manifest()
+        _remove_temporaries(self.path)
+        self.release()
 
     def fail(self, error: str) -> None:
-        self.manifest.update(
-            status="failed", error=error, ended=_now(), wall_seconds=round(time.perf_counter() - self._t0, 3)
-        )
+        self.stop_clock()
+        self.manifest.update(status="failed", error=error)
         self._write_manifest()
+        self.release()
+
+    def release(self) -> None:
+        """Give up the lock without changing the status (what a process that dies does)."""
+        listen_for_reuse(self.path, None)
+        if self._lock is not None:
+            self._lock.release()
 
     def discard(self) -> None:
         """Remove what this process created (after a user error: nothing half-written stays)."""
+        self.release()
         if self.created:
             shutil.rmtree(self.path, ignore_errors=True)
         else:
@@ -192,6 +213,44 @@ class RunDir:
                     shutil.rmtree(target, ignore_errors=True)
                 else:
                     target.unlink(missing_ok=True)
+
+
+def _contents(path: Path) -> list[Path]:
+    """What a directory holds besides its lock (and a lock candidate a killed process left)."""
+    return [child for child in path.iterdir() if not child.name.startswith(LOCK_NAME)]
+
+
+def _previous(path: Path, command: str, config: dict[str, Any], force: bool) -> dict[str, Any] | None:
+    """The manifest of the run already in ``path`` (None if none), or a `UserError` if it may not be reused."""
+    old = None
+    if (path / "run.json").is_file():
+        try:
+            old = json.loads((path / "run.json").read_text())
+        except (OSError, ValueError):
+            old = None
+        if not isinstance(old, dict):
+            old = None
+    if old is not None and not force:
+        if old.get("status") == "complete":
+            raise UserError(
+                f"{str(path)!r} already holds a complete {old.get('command', '')} run: "
+                "pass --force to overwrite it or choose another --out."
+            )
+        if old.get("command") != command or old.get("config") != config:
+            raise UserError(
+                f"{str(path)!r} holds an unfinished run of another command or config: "
+                "rerun that command to resume it, pass --force to start over, or choose another --out."
+            )
+    elif old is None and _contents(path) and not force:
+        raise UserError(f"{str(path)!r} is not empty and holds no losslab run: choose a new directory or pass --force.")
+    return old
+
+
+def _remove_temporaries(path: Path) -> None:
+    """Delete the ``.NAME.*.tmp`` files `atomic_write` leaves when its process is killed mid-write."""
+    for tmp in path.rglob(".*.tmp"):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
 
 
 class Run:
@@ -204,7 +263,12 @@ class Run:
 
     @property
     def status(self) -> str:
-        return str(self.manifest.get("status"))
+        """'complete', 'failed', 'running' (a live process is writing it) or 'interrupted'.
+
+        A process killed outright cannot mark its run; its run.json still says 'running'
+        but no live process holds the directory's lock, and that run is 'interrupted'.
+        """
+        return run_status(self.path, self.manifest) or str(self.manifest.get("status"))
 
     @property
     def command(self) -> str:
@@ -215,6 +279,16 @@ class Run:
         """The run's first (main) result object, or None."""
         return next(iter(self.results.values()), None)
 
+    def require_complete(self, use: str) -> Run:
+        """This run, or a `UserError` if it did not finish (``use`` says what it was given for)."""
+        why = unfinished_reason(self.status)
+        if why is not None:
+            raise UserError(
+                f"The {self.command} run {str(self.path)!r} given as {use} is not complete ({why}): "
+                "rerun its command to finish it, or give a complete run."
+            )
+        return self
+
     def __getitem__(self, name: str) -> Any:
         return self.results[name]
 
@@ -224,37 +298,77 @@ class Run:
         )
 
 
-def load(path: str | os.PathLike[str]) -> Run:
-    """Read a run directory back: ``losslab.load("runs/x").result`` is the object the command computed."""
-    # Every analysis package registers its result types on import.
-    import losslab.connectivity  # noqa: F401
-    import losslab.curvature  # noqa: F401
-    import losslab.exact  # noqa: F401
-    import losslab.studies  # noqa: F401
-    import losslab.surface  # noqa: F401
-    import losslab.train  # noqa: F401
+# The fields `losslab show`, `--checkpoint RUN` and the report read, and the JSON types they need.
+_MANIFEST_SHAPE: dict[str, tuple[type, ...]] = {
+    "command": (str,),
+    "status": (str,),
+    "config": (dict,),
+    "result": (dict, type(None)),
+    "results": (dict,),
+    "argv": (list,),
+    "seeds": (dict,),
+    "versions": (dict,),
+}
 
+
+def _check_shape(manifest: Any) -> str | None:
+    """What is wrong with the shape of a run.json, or None."""
+    if not isinstance(manifest, dict):
+        return f"it holds a JSON {type(manifest).__name__}, not an object"
+    for key, types in _MANIFEST_SHAPE.items():
+        if key in manifest and not isinstance(manifest[key], types):
+            return f"'{key}' is a JSON {type(manifest[key]).__name__}"
+    if not isinstance(manifest.get("command"), str):
+        return "it names no command"
+    for name, entry in (manifest.get("results") or {}).items():
+        if not isinstance(entry, dict) or "value" not in entry or not isinstance(entry.get("file"), (str, type(None))):
+            return f"the entry of result {name!r} is not an object with 'file' and 'value'"
+        file = Path(entry.get("file") or "")
+        if file.is_absolute() or ".." in file.parts:
+            return f"the file of result {name!r} lies outside the run directory"
+    return None
+
+
+def load(path: str | os.PathLike[str]) -> Run:
+    """Read a run directory back: ``losslab.load("runs/x").result`` is the object the command computed.
+
+    A run.json or result file that is damaged, truncated or of another shape is a
+    `UserError` naming the file, never a crash. Each result's type is imported when its
+    saved name (``module:qualname``) is met, so this module imports no analysis.
+    """
     path = Path(path)
     manifest_path = path / "run.json"
     if not manifest_path.is_file():
         raise UserError(f"{str(path)!r} is not a losslab run (no run.json): give a directory written by losslab.")
     try:
         manifest = json.loads(manifest_path.read_text())
-        if not isinstance(manifest, dict):
-            raise ValueError("not an object")
     except (OSError, ValueError) as exc:
-        raise UserError(f"The run.json of {str(path)!r} is damaged ({exc}): rerun the command with --force.") from None
+        raise UserError(
+            f"The run.json of {str(path)!r} is damaged ({_one_line(exc)}): rerun the command with --force."
+        ) from None
+    problem = _check_shape(manifest)
+    if problem is not None:
+        raise UserError(
+            f"The run.json of {str(path)!r} is damaged ({problem}): rerun the command with --force "
+            "or give a directory written by losslab."
+        )
     results: dict[str, Any] = {}
     for name, entry in (manifest.get("results") or {}).items():
         try:
             if entry.get("file"):
-                with np.load(path / entry["file"], allow_pickle=False) as arrays:
+                # np.load leaks the file it opened when the zip is damaged: open and close it here
+                with open(path / entry["file"], "rb") as f, np.load(f, allow_pickle=False) as arrays:
                     results[name] = decode(entry["value"], arrays)
             else:
                 results[name] = decode(entry["value"], {})
-        except (OSError, KeyError, ValueError, TypeError) as exc:
+        except (*DAMAGED, TypeError, AttributeError, ImportError) as exc:
             raise UserError(
-                f"The result {name!r} of {str(path)!r} cannot be read ({type(exc).__name__}: {exc}): "
+                f"The result {name!r} of {str(path)!r} cannot be read ({type(exc).__name__}: {_one_line(exc)}): "
                 "rerun the command with --force."
             ) from None
     return Run(path, manifest, results)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 200 else text[:197] + "…"

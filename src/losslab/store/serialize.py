@@ -3,36 +3,119 @@
 A result is a dataclass registered with `register_result`. Its fields may hold NumPy
 arrays (saved in ``.npz``), JSON scalars, strings, lists and dicts of those, and other
 registered results (nested). Loading rebuilds the same classes with the same values.
+
+Each saved object names its type by a stable ``module:qualname``
+(``"losslab.train.trainer:TrainResult"``). Loading imports that module only when it
+meets the name, so the store itself imports no analysis: the analyses sit above it
+and register their types when they are imported.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import math
 from typing import Any, TypeVar
 
 import numpy as np
 
-__all__ = ["RESULT_TYPES", "decode", "encode", "register_result"]
+__all__ = ["RESULT_TYPES", "decode", "encode", "register_result", "resolve_type", "type_name"]
 
-RESULT_TYPES: dict[str, type] = {}
+RESULT_TYPES: dict[str, type] = {}  # "module:qualname" → the registered class
 T = TypeVar("T", bound=type)
+
+# Files written before types were named by module (run.json schema 1) hold the bare class
+# name. That set of names is closed: every type registered at the time, and where it lived.
+_SCHEMA1_TYPES = {
+    "Alignment": "losslab.connectivity.align:Alignment",
+    "AverageSharpness": "losslab.curvature.sharpness:AverageSharpness",
+    "ConnectResult": "losslab.connectivity.connect:ConnectResult",
+    "CurveFit": "losslab.connectivity.paths:CurveFit",
+    "Directions": "losslab.surface.directions:Directions",
+    "DoubleDescentResult": "losslab.studies.double_descent:DoubleDescentResult",
+    "Eigenpairs": "losslab.curvature.lanczos:Eigenpairs",
+    "EnsembleResult": "losslab.train.trainer:EnsembleResult",
+    "FewestErrorsResult": "losslab.exact.perceptron:FewestErrorsResult",
+    "GdVsSgdResult": "losslab.studies.gd_vs_sgd:GdVsSgdResult",
+    "InstabilityResult": "losslab.connectivity.instability:InstabilityResult",
+    "Interpolation": "losslab.surface.interpolation:Interpolation",
+    "LayerCurvature": "losslab.curvature.per_layer:LayerCurvature",
+    "Line": "losslab.surface.slices:Line",
+    "PathEvaluation": "losslab.connectivity.evaluation:PathEvaluation",
+    "PerceptronResult": "losslab.exact.perceptron:PerceptronResult",
+    "RandomLabelsResult": "losslab.studies.random_labels:RandomLabelsResult",
+    "RelaxationResult": "losslab.exact.sgd_gap:RelaxationResult",
+    "Relu2Result": "losslab.exact.relu2:Relu2Result",
+    "RestartsProblemResult": "losslab.studies.restarts:RestartsProblemResult",
+    "RestartsResult": "losslab.studies.restarts:RestartsResult",
+    "SaddleIndex": "losslab.curvature.saddle:SaddleIndex",
+    "SaddlesResult": "losslab.studies.saddles:SaddlesResult",
+    "ScalingResult": "losslab.exact.scaling:ScalingResult",
+    "SgdGapResult": "losslab.exact.sgd_gap:SgdGapResult",
+    "Sharpness": "losslab.curvature.sharpness:Sharpness",
+    "SharpnessTrack": "losslab.curvature.tracking:SharpnessTrack",
+    "SpectralDensity": "losslab.curvature.density:SpectralDensity",
+    "Surface": "losslab.surface.slices:Surface",
+    "ThreeNodeFit": "losslab.exact.three_node:ThreeNodeFit",
+    "ThreeNodeResult": "losslab.exact.three_node:ThreeNodeResult",
+    "TraceEstimate": "losslab.curvature.trace:TraceEstimate",
+    "TrainResult": "losslab.train.trainer:TrainResult",
+    "Trajectory": "losslab.surface.trajectory:Trajectory",
+    "WidthResult": "losslab.connectivity.width:WidthResult",
+    "WorstCaseSharpness": "losslab.curvature.sharpness:WorstCaseSharpness",
+}
+
+
+def type_name(cls: type) -> str:
+    """The stable name a result type is saved under: ``module:qualname``."""
+    return f"{cls.__module__}:{cls.__qualname__}"
 
 
 def register_result(cls: T) -> T:
     """Class decorator: make a dataclass saveable by the run store and loadable by `losslab.load`."""
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"{cls.__name__} must be a dataclass to be registered as a result")
-    RESULT_TYPES[cls.__name__] = cls
+    RESULT_TYPES[type_name(cls)] = cls
     return cls
+
+
+def resolve_type(name: str) -> type:
+    """The registered class saved as ``name``, importing its module on first use.
+
+    ``name`` is ``module:qualname``, or a bare class name from a schema-1 file. Modules
+    of losslab are imported on demand; a type defined elsewhere (a user's own result)
+    must be registered, by importing its module, before loading. A type that moved to
+    another module is still found by its class name once registered.
+    Raises KeyError (naming the type) when no registered type matches.
+    """
+    if name in RESULT_TYPES:
+        return RESULT_TYPES[name]
+    full = name if ":" in name else _SCHEMA1_TYPES.get(name, f":{name}")
+    module, _, qualname = full.partition(":")
+    if full in RESULT_TYPES:
+        return RESULT_TYPES[full]
+    # Only losslab's own modules are imported on demand: a hostile run.json must not make
+    # loading import (and run) arbitrary installed code. Other types register by being imported first.
+    if module == "losslab" or module.startswith("losslab."):
+        try:
+            importlib.import_module(module)  # registers its result types
+        except ImportError:
+            pass  # moved or removed: look for the class by name below
+        if full in RESULT_TYPES:
+            return RESULT_TYPES[full]
+    short = qualname.rsplit(".", 1)[-1]
+    matches = [cls for key, cls in RESULT_TYPES.items() if key.rsplit(":", 1)[-1].rsplit(".", 1)[-1] == short]
+    if len(matches) == 1:
+        return matches[0]
+    raise KeyError(f"result type {name!r} is not registered (import the module that defines it)")
 
 
 def encode(value: Any, path: str, arrays: dict[str, np.ndarray]) -> Any:
     """A JSON-able form of ``value``; arrays go into ``arrays`` under keys derived from ``path``."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        name = type(value).__name__
+        name = type_name(type(value))
         if name not in RESULT_TYPES:
-            raise TypeError(f"{name} is not registered with register_result")
+            raise TypeError(f"{type(value).__name__} is not registered with register_result")
         fields = {f.name: encode(getattr(value, f.name), f"{path}.{f.name}", arrays) for f in dataclasses.fields(value)}
         return {"__type__": name, **fields}
     if isinstance(value, np.ndarray):
@@ -72,9 +155,7 @@ def decode(value: Any, arrays: Any) -> Any:
     if "__dict__" in value:
         return {k: decode(v, arrays) for k, v in value["__dict__"].items()}
     if "__type__" in value:
-        cls = RESULT_TYPES.get(value["__type__"])
-        if cls is None:
-            raise KeyError(value["__type__"])
+        cls = resolve_type(str(value["__type__"]))
         known = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: decode(v, arrays) for k, v in value.items() if k in known}
         return cls(**kwargs)
