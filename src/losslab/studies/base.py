@@ -12,8 +12,6 @@ result from named fields, not from string-keyed arrays.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -28,33 +26,13 @@ from losslab.objective import Objective
 from losslab.objective.cost import Estimate
 from losslab.parallel import LocalExecutor
 from losslab.store import Chunks, Executor
-from losslab.store.serialize import decode, encode
 
 __all__ = ["STUDIES", "Study", "StudyContext", "register_study", "study_objective", "subset"]
 
 Arrays = dict[str, np.ndarray]
 
-# `Chunks` stores arrays only. Until it stores registered result objects itself, a point is
-# encoded here: its arrays as they are, the rest as one JSON string array under this key
-# (np.savez keeps a unicode array without pickling). Where `Chunks` learns to store
-# objects, `_to_chunk`/`_from_chunk` go and `sweep` hands the points to it directly.
-_POINT = "__point__"
-# In every sweep's key: chunks written before points were objects are stale, never mixed in.
+# In every sweep's key: chunks written before points were registered objects are stale, never mixed in.
 _POINT_FORMAT = "registered-result"
-
-
-def _to_chunk(point: Any) -> Arrays:
-    if not dataclasses.is_dataclass(point):
-        return point  # a sweep that still returns arrays
-    arrays: Arrays = {}
-    meta = encode(point, "point", arrays)
-    return {_POINT: np.array(json.dumps(meta)), **arrays}
-
-
-def _from_chunk(arrays: Arrays) -> Any:
-    if _POINT not in arrays:
-        return arrays
-    return decode(json.loads(str(arrays[_POINT])), arrays)
 
 
 @dataclass
@@ -91,8 +69,7 @@ class StudyContext:
         chunks = Chunks(
             self.directory / name, {**key, "device": self.device, "dtype": self.dtype, "points": _POINT_FORMAT}
         )
-        stored = chunks.map(lambda i: _to_chunk(fn(i)), count, executor=self.executor, progress=self.progress)
-        return [_from_chunk(arrays) for arrays in stored]
+        return chunks.map(fn, count, executor=self.executor, progress=self.progress)
 
 
 @dataclass(frozen=True)
