@@ -112,7 +112,15 @@ def train_command(
         emit_estimate(cost, json_out)
         return
     with open_run(
-        "train", out, config=run_config, force=force, seeds={"seeds": member_seeds}, device=device, dtype=dtype
+        "train",
+        out,
+        config=run_config,
+        force=force,
+        # each member's initial weights (unless --checkpoint) and batch order; the forward's random
+        # draws (dropout) are seeded by --seed and the step (result.seeds in run.json)
+        seeds={"seeds": member_seeds},
+        device=device,
+        dtype=dtype,
     ) as run:
         with progress_bar("training", not json_out) as update:
             if seeds == 1:
