@@ -53,7 +53,13 @@ class TrainState:
 
 
 class Callback(Protocol):
-    """Hooks into the training loop; both methods are optional."""
+    """Hooks into the training loop; every method is optional.
+
+    ``on_start`` sees step 0 (the initial θ and its record) before the first step;
+    ``on_step`` follows every step; ``on_record`` follows every step that records.
+    """
+
+    def on_start(self, state: TrainState) -> None: ...
 
     def on_step(self, state: TrainState) -> None: ...
 
@@ -233,6 +239,12 @@ class _Loop:
             out[key] = values if values.ndim == 1 or member is None else values[:, member]
         return out
 
+    def start(self, theta: torch.Tensor, lr: float, row: dict[str, Any]) -> None:
+        state = TrainState(0, 0.0, theta, lr, self.objective, self.config, row)
+        for cb in self.callbacks:
+            if hasattr(cb, "on_start"):
+                cb.on_start(state)
+
     def notify(self, state: TrainState, recorded: bool) -> bool:
         for cb in self.callbacks:
             if hasattr(cb, "on_step"):
@@ -305,6 +317,7 @@ def _train(
     snapshot_steps = [0]
     snapshot_every = config.snapshot_every or loop.record_every
     row = loop.record(0, theta, config.lr_at(0, loop.total))
+    loop.start(theta, config.lr_at(0, loop.total), row)
     stopped, step = "budget", 0
     if loop.reached_target(row).all():
         stopped = "target"
@@ -402,6 +415,7 @@ def train_ensemble(
     stopped = ["budget"] * K
     steps_done = np.zeros(K, dtype=np.int64)
     row = loop.record(0, theta, config.lr_at(0, loop.total))
+    loop.start(theta, config.lr_at(0, loop.total), row)
     _freeze(active, stopped, loop.reached_target(row), "target")
     step = 0
     with forked(objective.device):
