@@ -29,7 +29,7 @@ from losslab.cli.common import (
 )
 from losslab.errors import check_int
 from losslab.train import TrainConfig, TrainRun, initial_thetas
-from losslab.train import run as run_training
+from losslab.train import run as train  # the runner: this command's only work
 from losslab.train.cost import estimate_training
 
 __all__ = ["train_command"]
@@ -108,7 +108,7 @@ def train_command(
     seeds_record = {"seeds": config.member_seeds}
     with open_run("train", out, config=run_config, force=force, seeds=seeds_record, device=device, dtype=dtype) as run:
         with progress_bar("training", not json_out) as update:
-            output = run_training(objective, config, store=run, thetas=thetas, progress=update)
+            output = train(objective, config, store=run, thetas=thetas, progress=update)
         finish(
             run, output.results, output.summary, json_out=json_out, title=f"train {setup.model_spec} on {setup.data}"
         )
