@@ -100,7 +100,7 @@ def test_batch_norm_statistics_never_mix_with_a_trained_theta() -> None:
     with pytest.raises(UserError, match="with_buffers"):
         obj.loss(torch.as_tensor(result.theta))
     # ... and the fix gives the loss training recorded (the same float32 evaluation).
-    trained = obj.with_buffers({k: torch.as_tensor(v) for k, v in result.buffers.items()})
+    trained = obj.with_buffers(result.buffers)  # exactly as the message says (numpy arrays)
     theta = trained.as_theta(result.theta)
     assert float(trained.loss(theta)) == pytest.approx(result.final["loss"], rel=1e-6)
     # θs that were not trained this way (the start, a perturbation) still evaluate as before.

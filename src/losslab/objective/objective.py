@@ -220,7 +220,7 @@ class Objective:
         other = copy.copy(self)
         other.buffers = {}
         for key in self.buffers:
-            value = buffers[key]
+            value = torch.as_tensor(buffers[key])  # result.buffers hold numpy arrays
             dtype = self.dtype if value.is_floating_point() else value.dtype
             other.buffers[key] = value.to(self.device, dtype)
         return other
