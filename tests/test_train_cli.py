@@ -95,3 +95,33 @@ def test_a_user_function_that_raises_exits_2_naming_it(user_dir: Path) -> None:
     (user_dir / "data.py").write_text("def bad():\n    return 1 / 0\n")
     result = invoke("train", "--data", "data.py:bad", "--epochs", "1", "--out", "y")
     assert result.exit_code == 2 and "data.py:bad' raised ZeroDivisionError: division by zero" in result.stderr
+
+
+def test_unused_parameters_are_one_warning_line_and_recorded(user_dir: Path) -> None:
+    (user_dir / "spare.py").write_text(
+        textwrap.dedent("""
+        from torch import nn
+
+        class Spare(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.body = nn.Linear(64, 10)
+                self.unused = nn.Linear(3, 3)
+
+            def forward(self, x):
+                return self.body(x)
+
+        def model():
+            return Spare()
+    """)
+    )
+    result = invoke("train", "--model", "spare.py:model", "--epochs", "1", "--out", "s")
+    assert result.exit_code == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert lines == [
+        "losslab: warning: The model's outputs do not depend on the parameters 'unused.weight', 'unused.bias': "
+        "they get no gradient and add zero eigenvalues to the Hessian. Freeze them (requires_grad_(False)) or "
+        "pass params= without them."
+    ]
+    config = json.loads((user_dir / "s" / "run.json").read_text())["config"]
+    assert config["params"]["unused"] == ["unused.weight", "unused.bias"]

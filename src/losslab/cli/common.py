@@ -13,6 +13,7 @@ import functools
 import json
 import os
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -229,15 +230,19 @@ class Setup:
 
     def objective(self, model: Any = None, *, split: str = "train", **kwargs: Any) -> Objective:
         """The objective of this setup; `config` then records its mode and which parameters θ holds."""
-        objective = Objective(
-            self.build_model() if model is None else model,
-            self.loss_name,
-            self.dataset,
-            split=split,
-            dtype=self.dtype,
-            device=self.device,
-            **kwargs,
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            objective = Objective(
+                self.build_model() if model is None else model,
+                self.loss_name,
+                self.dataset,
+                split=split,
+                dtype=self.dtype,
+                device=self.device,
+                **kwargs,
+            )
+        for warning in caught:  # one line each on the command line, not Python's file:line form
+            stderr.print(f"losslab: warning: {warning.message}", markup=False)
         self._objective_record = {
             "mode": objective.mode,
             "eval_changes": eval_changes(objective.model),
