@@ -77,6 +77,9 @@ def test_a_run_rebuilds_from_another_directory_and_notices_a_changed_file(
     monkeypatch.chdir(elsewhere)
     ok = invoke("hessian", "--checkpoint", run, "--top", "1", "--out", elsewhere / "h", "--json")
     assert ok.exit_code == 0, ok.stderr
+    assert json.loads(ok.stdout)["mode"] == "eval"  # analyses state the mode they evaluated in
+    hessian_config = json.loads((elsewhere / "h" / "run.json").read_text())["config"]
+    assert hessian_config["params"]["dim"] == 64 * 12 + 12 + 12 * 10 + 10 and hessian_config["eval_changes"] == []
     (user_dir / "models.py").write_text(USER_MODELS + "\n# edited\n")
     changed = invoke("hessian", "--checkpoint", run, "--top", "1", "--out", elsewhere / "h2")
     assert changed.exit_code == 2

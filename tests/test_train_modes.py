@@ -152,6 +152,7 @@ def test_frozen_parameters_stay_out_of_theta_and_keep_their_value() -> None:
     assert obj.param_names == ("body.0.weight", "body.0.bias", "body.2.weight", "body.2.bias")
     assert obj.params_summary == {"selection": "trainable", "dim": 26, "tensors": 4, "frozen": ["scale"], "unused": []}
     result = train(obj, TrainConfig(optimizer="gd", lr=0.5, steps=30))
+    assert result.params == obj.params_summary
     state = obj.state_dict(result.theta)
     assert float(state["scale"]) == 1.0 and set(state) == set(_Scaled(unused=False).state_dict())
     # The Hessian over the trainable tensors against autograd's dense Hessian of the same function.

@@ -78,7 +78,8 @@ class TrainResult:
     norm, ``buffers`` holds the running statistics accumulated in training: evaluate the
     final θ with ``objective.with_buffers(result.buffers)`` (the objective refuses the
     final θ with its own, initial statistics). ``mode`` says which mode the steps and
-    the records ran in, ``seeds`` which seed drove each random stream.
+    the records ran in, ``seeds`` which seed drove each random stream, ``params`` which
+    parameters θ holds (frozen ones stay fixed, outside θ).
     """
 
     theta: np.ndarray
@@ -93,6 +94,7 @@ class TrainResult:
     buffers: dict[str, np.ndarray] = field(default_factory=dict)  # final batch-norm statistics, if any
     mode: dict[str, str] = field(default_factory=dict)  # {'steps': 'train', 'records': the objective's mode}
     seeds: dict[str, int] = field(default_factory=dict)  # {'batch_order': …, 'forward': …} (dropout masks)
+    params: dict[str, Any] = field(default_factory=dict)  # which parameters θ holds (Objective.params_summary)
 
     @property
     def final(self) -> dict[str, float]:
@@ -371,6 +373,7 @@ def _train(
         else {},
         mode=_modes(objective),
         seeds={"batch_order": config.seed, "forward": config.seed},
+        params=objective.params_summary,
     )
 
 
