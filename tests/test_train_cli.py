@@ -128,3 +128,34 @@ def test_unused_parameters_are_one_warning_line_and_recorded(user_dir: Path) -> 
     ]
     config = json.loads((user_dir / "s" / "run.json").read_text())["config"]
     assert config["params"]["unused"] == ["unused.weight", "unused.bias"]
+
+
+def test_a_frozen_parameter_stays_in_the_checkpoint_untrained(user_dir: Path) -> None:
+    import torch
+
+    (user_dir / "frozen.py").write_text(
+        textwrap.dedent("""
+        import torch
+        from torch import nn
+
+        class Scaled(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.body = nn.Linear(64, 10)
+                self.scale = nn.Parameter(torch.ones(()), requires_grad=False)
+
+            def forward(self, x):
+                return self.scale * self.body(x)
+
+        def model():
+            return Scaled()
+    """)
+    )
+    result = invoke("train", "--model", "frozen.py:model", "--epochs", "2", "--lr", "0.5", "--out", "f")
+    assert result.exit_code == 0, result.stderr
+    state = torch.load(user_dir / "f" / "model.pt", weights_only=True)
+    assert float(state["scale"]) == 1.0 and not torch.equal(
+        state["body.weight"], torch.load(user_dir / "f" / "init.pt", weights_only=True)["body.weight"]
+    )
+    config = json.loads((user_dir / "f" / "run.json").read_text())["config"]
+    assert config["params"]["frozen"] == ["scale"] and config["params"]["dim"] == 650
