@@ -12,7 +12,8 @@ architecture as a [K, D] block, each with its own initialization and batch order
 stepped together by one ``vmap`` of the gradient (``torch.func``), so restart studies
 cost a fraction of K sequential runs (`benchmarks/ensemble.py`). Both share the
 optimizer code and the recording logic; each ensemble member matches the same seed
-trained alone (tests/test_train.py).
+trained alone (tests/test_train.py), except for dropout masks, which the members draw
+together.
 """
 
 from __future__ import annotations
