@@ -75,10 +75,16 @@ def test_train_saves_the_sharpness_track(trained):
     run = load(trained)
     track = run["sharpness"]
     assert isinstance(track, SharpnessTrack)
-    assert track.steps.tolist() == [10, 20, 30] and track.converged.all()
+    assert track.steps.tolist() == [0, 10, 20, 30] and track.converged.all()  # step 0 is tracked too
     np.testing.assert_allclose(track.two_over_lr, 4.0)
     assert run.manifest["config"]["track_sharpness"] == 10
-    assert run.manifest["result"]["sharpness"]["points"] == 3
+    assert run.manifest["result"]["sharpness"]["points"] == 4
+    edge = track.lambda_max / track.two_over_lr
+    assert run.manifest["result"]["sharpness"]["final_ratio"] == edge[-1]  # λmax·η/2 in --json and run.json
+    assert (
+        "tail_ratio" in run.manifest["result"]["sharpness"]
+        and "first_crossing_step" in run.manifest["result"]["sharpness"]
+    )
     assert (trained / "figures" / "sharpness-edge-of-stability.png").is_file()
 
 

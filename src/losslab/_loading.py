@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib
 import importlib.util
 import sys
@@ -11,7 +13,16 @@ from typing import Any
 
 from losslab.errors import UserError
 
-__all__ = ["is_user_spec", "load_callable", "option", "parse_spec", "reject_unknown"]
+__all__ = [
+    "absolute_spec",
+    "check_user_file",
+    "file_sha256",
+    "is_user_spec",
+    "load_callable",
+    "option",
+    "parse_spec",
+    "reject_unknown",
+]
 
 
 def is_user_spec(spec: str) -> bool:
@@ -24,10 +35,72 @@ def is_user_spec(spec: str) -> bool:
     return head.endswith(".py") or "/" in head or all(part.isidentifier() for part in head.split("."))
 
 
+def _is_file_spec(spec: str) -> bool:
+    where = spec.rsplit(":", 1)[0]
+    return where.endswith(".py") or "/" in where
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes, in hex."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def absolute_spec(spec: str, what: str) -> tuple[str, dict[str, str] | None]:
+    """``path/to/file.py:fn`` with the file's absolute path, and ``{'path', 'sha256'}`` of that file.
+
+    A run directory stores both, so it rebuilds its model and data from any working
+    directory and can tell when the file changed since. Other specs come back as given.
+    """
+    if not is_user_spec(spec) or not _is_file_spec(spec):
+        return spec, None
+    where, name = spec.rsplit(":", 1)
+    path = Path(where).expanduser()
+    if not path.is_file():
+        return spec, None  # load_callable names the missing file
+    path = path.resolve()
+    return f"{path}:{name}", {"path": str(path), "sha256": file_sha256(path), "what": what}
+
+
+def check_user_file(info: dict[str, Any], run: str) -> None:
+    """Fail when the file a run was built from moved or changed since (its recorded SHA-256)."""
+    path, what = Path(str(info.get("path"))), info.get("what", "model")
+    if not path.is_file():
+        raise UserError(
+            f"The {what} file {str(path)!r} that the run {run!r} was built from no longer exists: "
+            f"restore it there or pass --{what} path/to/file.py:function."
+        )
+    if info.get("sha256") and file_sha256(path) != info["sha256"]:
+        raise UserError(
+            f"The {what} file {str(path)!r} changed since the run {run!r} was made (its SHA-256 differs): "
+            f"restore that version or pass --{what} {path}:function to use the file as it is now."
+        )
+
+
+def _guarded(fn: Callable[..., Any], spec: str, what: str) -> Callable[..., Any]:
+    """``fn`` whose exceptions become a `UserError` naming the user function and what it raised."""
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except UserError:
+            raise
+        except Exception as exc:
+            text = str(exc).splitlines()[0] if str(exc) else ""
+            raise UserError(
+                f"The {what} function {spec!r} raised {type(exc).__name__}{': ' + text if text else ''}. "
+                "Fix that function (LOSSLAB_DEBUG=1 shows the traceback)."
+            ) from exc
+
+    return call
+
+
 def load_callable(spec: str, what: str) -> Callable[..., Any]:
     """Import ``fn`` from ``path/to/file.py:fn`` or ``package.module:fn``.
 
-    ``what`` names the thing being loaded ("data", "model") for the error messages.
+    ``what`` names the thing being loaded ("data", "model") for the error messages. The
+    function comes back wrapped: an exception it raises becomes a `UserError` that names
+    the function and the exception (the user's code failed, not losslab).
     """
     if ":" not in spec:
         raise UserError(
@@ -63,7 +136,7 @@ def load_callable(spec: str, what: str) -> Callable[..., Any]:
     fn = getattr(module, name, None)
     if fn is None or not callable(fn):
         raise UserError(f"{where!r} has no function {name!r}: check the name after ':' in {spec!r}.")
-    return fn
+    return _guarded(fn, spec, what)
 
 
 def parse_spec(spec: str, owner: str) -> tuple[str, str | None, dict[str, str]]:

@@ -13,6 +13,7 @@ import functools
 import json
 import os
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,11 +26,13 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from losslab._loading import absolute_spec, check_user_file
 from losslab.data import Dataset, load_data
 from losslab.errors import UserError
 from losslab.models import build_model, load_checkpoint
 from losslab.objective import Objective, resolve_device, resolve_dtype
 from losslab.objective.cost import Estimate
+from losslab.objective.modes import eval_changes
 from losslab.store import RunDir, load
 from losslab.store.run import Run
 
@@ -168,18 +171,38 @@ class Setup:
         resolve_dtype(self.dtype)
         resolve_device(self.device)
         self._dataset: Dataset | None = None
+        self._objective_record: dict[str, Any] = {}
+        self.files: dict[str, dict[str, str]] = {}  # user model/data files: absolute path and SHA-256
         if self.checkpoint is not None and Path(self.checkpoint).is_dir():
             self._from_run(Path(self.checkpoint))
+        elif self.checkpoint is not None and Path(self.checkpoint).is_file():
+            self.checkpoint = str(Path(self.checkpoint).resolve())
+        # Absolute paths, so that a run rebuilds from any working directory (`_from_run`).
+        for what in ("model", "data"):
+            spec = getattr(self, what)
+            if spec is not None and what not in self.files:
+                spec, info = absolute_spec(spec, what)
+                setattr(self, what, spec)
+                if info is not None:
+                    self.files[what] = info
 
     def _from_run(self, path: Path) -> None:
         run = load(path)
         config = run.manifest.get("config", {})
         if not (path / "model.pt").is_file():
             raise UserError(f"The run {str(path)!r} has no model.pt: give a train run directory or a .pt file.")
-        self.checkpoint = str(path / "model.pt")
-        self.model = self.model or config.get("model")
+        self.checkpoint = str((path / "model.pt").resolve())
+        files = config.get("files") or {}
+        if self.model is None and config.get("model"):
+            self.model = config["model"]
+            if "model" in files:
+                check_user_file(files["model"], str(path))
+                self.files["model"] = files["model"]
         if self.data == "digits" and config.get("data"):
             self.data = config["data"]
+            if "data" in files:
+                check_user_file(files["data"], str(path))
+                self.files["data"] = files["data"]
         self.loss = self.loss or config.get("loss")
 
     @property
@@ -206,17 +229,30 @@ class Setup:
         return model
 
     def objective(self, model: Any = None, *, split: str = "train", **kwargs: Any) -> Objective:
-        return Objective(
-            self.build_model() if model is None else model,
-            self.loss_name,
-            self.dataset,
-            split=split,
-            dtype=self.dtype,
-            device=self.device,
-            **kwargs,
-        )
+        """The objective of this setup; `config` then records its mode and which parameters θ holds."""
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            objective = Objective(
+                self.build_model() if model is None else model,
+                self.loss_name,
+                self.dataset,
+                split=split,
+                dtype=self.dtype,
+                device=self.device,
+                **kwargs,
+            )
+        for warning in caught:  # one line each on the command line, not Python's file:line form
+            stderr.print(f"losslab: warning: {warning.message}", markup=False)
+        self._objective_record = {
+            "mode": objective.mode,
+            "eval_changes": eval_changes(objective.model),
+            "params": objective.params_summary,
+        }
+        return objective
 
     def config(self) -> dict[str, Any]:
+        """What a run records of its inputs: specs (user files by absolute path and SHA-256), the mode
+        the model is evaluated in and what eval mode changed, and which parameters θ holds."""
         return {
             "model": self.model_spec,
             "data": self.data,
@@ -226,6 +262,8 @@ class Setup:
             "device": self.device,
             "dtype": self.dtype,
             "seed": self.seed,
+            **({"files": dict(self.files)} if self.files else {}),
+            **self._objective_record,
         }
 
 
@@ -304,6 +342,7 @@ def emit(path: Path, manifest: dict[str, Any], json_out: bool) -> None:
             "command": manifest.get("command"),
             "status": manifest.get("status"),
             "result": manifest.get("result"),
+            "mode": (manifest.get("config") or {}).get("mode"),  # the mode the model was evaluated in
         }
         sys.stdout.write(json.dumps(payload, default=str, allow_nan=True) + "\n")
         sys.stdout.flush()

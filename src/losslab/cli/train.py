@@ -27,10 +27,9 @@ from losslab.cli.common import (
     open_run,
     progress_bar,
 )
-from losslab.curvature import SharpnessTracker
-from losslab.errors import UserError, check_int
-from losslab.models import save_checkpoint
-from losslab.train import TrainConfig, init_thetas, train, train_ensemble
+from losslab.errors import check_int
+from losslab.train import TrainConfig, TrainRun, initial_thetas
+from losslab.train import run as train  # the runner: this command's only work
 from losslab.train.cost import estimate_training
 
 __all__ = ["train_command"]
@@ -72,66 +71,44 @@ def train_command(
     estimate: EstimateOpt = False,
 ) -> None:
     """Train a model; writes the metrics, the trajectory, model.pt and init.pt (seed-K.pt per ensemble member)."""
-    check_int(seeds, "seeds", "train", low=1)
-    tracker = None
-    if track_sharpness is not None:
-        tracker = SharpnessTracker(check_int(track_sharpness, "track_sharpness", "train", low=1))
-    if tracker is not None and seeds > 1:
-        raise UserError("--track-sharpness follows one run: drop --seeds or set it to 1.")
     check_int(batch_size, "batch_size", "train", low=0)
-    setup = Setup(model, data, checkpoint, loss, device, dtype, seed, label_noise)
-    config = TrainConfig(
-        optimizer=optimizer,
-        lr=lr,
-        momentum=momentum,
-        weight_decay=weight_decay,
-        batch_size=batch_size or None,
-        epochs=epochs,
-        steps=steps,
-        schedule=schedule,
-        target_loss=target_loss,
-        target_accuracy=target_accuracy,
-        record_every=record_every,
-        snapshot_every=snapshot_every,
-        seed=seed,
+    config = TrainRun(
+        TrainConfig(
+            optimizer=optimizer,
+            lr=lr,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            batch_size=batch_size or None,
+            epochs=epochs,
+            steps=steps,
+            schedule=schedule,
+            target_loss=target_loss,
+            target_accuracy=target_accuracy,
+            record_every=record_every,
+            snapshot_every=snapshot_every,
+            seed=seed,
+        ),
+        seeds=seeds,
+        track_sharpness=track_sharpness,
     )
+    setup = Setup(model, data, checkpoint, loss, device, dtype, seed, label_noise)
     objective = setup.objective()
-    member_seeds = list(range(seed, seed + seeds))
-    run_config = {**setup.config(), "train": config.to_dict(), "seeds": member_seeds}
-    if tracker is not None:
-        run_config["track_sharpness"] = track_sharpness
-    thetas = None
-    if seeds > 1:
-        thetas = init_thetas(setup.model_spec, member_seeds, objective)
-        if checkpoint is not None:
-            thetas[:] = objective.theta0
+    thetas = initial_thetas(objective, config, model=None if setup.checkpoint else setup.model_spec)
     if estimate:
-        cost = estimate_training(objective, config, thetas=thetas, seeds=member_seeds)
-        if tracker is not None:
+        cost = estimate_training(objective, config.train, thetas=thetas, seeds=config.member_seeds)
+        if track_sharpness is not None:
             cost.notes.append("The λmax tracking (--track-sharpness) is not included.")
         emit_estimate(cost, json_out)
         return
-    with open_run(
-        "train", out, config=run_config, force=force, seeds={"seeds": member_seeds}, device=device, dtype=dtype
-    ) as run:
+    run_config = {**setup.config(), "train": config.train.to_dict(), "seeds": config.member_seeds}
+    if track_sharpness is not None:
+        run_config["track_sharpness"] = track_sharpness
+    # Each member's initial weights (unless --checkpoint) and batch order; the forward's random
+    # draws (dropout) are seeded by --seed and the step (result.seeds in run.json).
+    seeds_record = {"seeds": config.member_seeds}
+    with open_run("train", out, config=run_config, force=force, seeds=seeds_record, device=device, dtype=dtype) as run:
         with progress_bar("training", not json_out) as update:
-            if seeds == 1:
-                callbacks = [tracker] if tracker is not None else []
-                result = train(objective, config, progress=update, callbacks=callbacks)
-                model_out = setup.build_model()
-                model_out.load_state_dict(objective.state_dict(result.theta, result.buffers))
-                save_checkpoint(model_out, run.path / "model.pt")
-                model_out.load_state_dict(objective.state_dict(result.theta_init))
-                save_checkpoint(model_out, run.path / "init.pt")
-                results, summary = {"train": result}, result.summary()
-                if tracker is not None:
-                    results["sharpness"] = tracker.result()
-                    summary["sharpness"] = results["sharpness"].summary()
-            else:
-                ensemble = train_ensemble(objective, config, thetas=thetas, seeds=member_seeds, progress=update)
-                model_out = setup.build_model()
-                for k, s in enumerate(member_seeds):
-                    model_out.load_state_dict(objective.state_dict(ensemble.thetas[k]))
-                    save_checkpoint(model_out, run.path / f"seed-{s}.pt")
-                results, summary = {"ensemble": ensemble}, ensemble.summary()
-        finish(run, results, summary, json_out=json_out, title=f"train {setup.model_spec} on {setup.data}")
+            output = train(objective, config, store=run, thetas=thetas, progress=update)
+        finish(
+            run, output.results, output.summary, json_out=json_out, title=f"train {setup.model_spec} on {setup.data}"
+        )

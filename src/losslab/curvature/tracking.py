@@ -8,9 +8,11 @@ momentum μ the threshold is (2 + 2μ)/η (their Appendix); for Adam the relevan
 quantity is the preconditioned sharpness, which this tracker does not measure (its
 threshold is NaN).
 
-`SharpnessTracker` is a trainer callback: every ``every`` steps it computes λmax of the
-full-batch Hessian by `lanczos`, warm-started from the previous top eigenvector, which
-changes little between nearby θ, so each point costs a few products.
+`SharpnessTracker` is a trainer callback: at step 0 and every ``every`` steps it
+computes λmax of the full-batch Hessian by `lanczos`, warm-started from the previous top
+eigenvector, which changes little between nearby θ, so each point costs a few products.
+The summary carries the picture's two headline numbers: the first tracked step whose
+λmax reaches 2/η, and the tail ratio λmax·η/2 (≈ 1 at the edge of stability).
 
 >>> import losslab
 >>> model = losslab.build_model("mlp:64-16-10", seed=0)
@@ -20,7 +22,7 @@ changes little between nearby θ, so each point costs a few products.
 >>> _ = losslab.train(obj, config, callbacks=[tracker])
 >>> track = tracker.result()
 >>> track.steps.tolist(), track.two_over_lr.tolist(), bool(track.converged.all())
-([5, 10], [4.0, 4.0], True)
+([0, 5, 10], [4.0, 4.0, 4.0], True)
 """
 
 from __future__ import annotations
@@ -50,6 +52,13 @@ class SharpnessTrack:
 
     ``threshold`` is the stability threshold of the optimizer at that step (2/η for GD
     and SGD, (2 + 2μ)/η for momentum, NaN for Adam); ``two_over_lr`` is 2/η.
+
+    The summary's edge-of-stability numbers (Cohen et al. 2021): ``first_crossing_step``,
+    the first tracked step with λmax ≥ 2/η (None if none; the crossing lies between it
+    and the tracked step before); ``tail_ratio``, the median of λmax·η/2 over the last
+    quarter of the tracked points (at least one), which hovers near 1 once training is
+    at the edge of stability; ``final_ratio``, λmax·η/2 at the last point. For Adam,
+    whose stability is governed by the preconditioned sharpness, all three are None.
     """
 
     steps: np.ndarray
@@ -73,6 +82,10 @@ class SharpnessTrack:
             return {"points": 0}
         ratio = self.lambda_max / self.threshold
         finite = np.isfinite(ratio)
+        edge = self.lambda_max / self.two_over_lr  # λmax·η/2
+        tail = edge[-max(1, math.ceil(len(edge) / 4)) :]
+        crossed = np.flatnonzero(edge >= 1.0)
+        gd_like = self.optimizer != "adam"
         return {
             "points": len(self.steps),
             "every": self.every,
@@ -80,6 +93,9 @@ class SharpnessTrack:
             "lambda_max_peak": float(self.lambda_max.max()),
             "threshold_final": float(self.threshold[-1]),
             "peak_over_threshold": float(ratio[finite].max()) if finite.any() else None,
+            "first_crossing_step": int(self.steps[crossed[0]]) if gd_like and len(crossed) else None,
+            "tail_ratio": float(np.median(tail)) if gd_like else None,
+            "final_ratio": float(edge[-1]) if gd_like else None,
             "converged": int(self.converged.sum()),
             "hvps": int(self.hvps.sum()),
             "wall_seconds": round(self.wall_seconds, 3),
@@ -96,6 +112,7 @@ class SharpnessTracker:
     max_hvps : product budget per measurement.
     ggn : track the largest GGN eigenvalue instead of the Hessian's.
     seed : seed of the first random start.
+    start : measure at step 0 too (the initial θ), where the picture's sharpening starts.
     """
 
     def __init__(
@@ -106,16 +123,24 @@ class SharpnessTracker:
         max_hvps: int = TRACK_MAX_HVPS,
         ggn: bool = False,
         seed: int = 0,
+        start: bool = True,
     ) -> None:
         self.every = check_int(every, "every", "SharpnessTracker", low=1)
         self.tol = check_float(tol, "tol", "SharpnessTracker", low=0.0, high=1.0, low_open=True)
         self.max_hvps = check_int(max_hvps, "max_hvps", "SharpnessTracker", low=2)
-        self.ggn, self.seed = ggn, seed
+        self.ggn, self.seed, self.start = ggn, seed, start
         self._vector: torch.Tensor | None = None
         self._rows: list[tuple[int, float, float, bool, float, float, int]] = []
         self._records: list[tuple[int, float]] = []
         self._optimizer = "?"
         self._seconds = 0.0
+
+    def on_start(self, state: Any) -> None:
+        """Measure λmax at the initial θ (step 0) and keep its loss."""
+        if not self.start:
+            return
+        self.on_step(state)
+        self.on_record(state)
 
     def on_step(self, state: Any) -> None:
         """Measure λmax at ``state.theta`` when ``state.step`` is a multiple of ``every``."""

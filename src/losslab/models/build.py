@@ -23,10 +23,14 @@ __all__ = ["build_model", "load_checkpoint", "save_checkpoint"]
 def build_model(spec: str | nn.Module, *, seed: int = 0) -> nn.Module:
     """A freshly initialized model from a spec, in eval mode; the same seed gives the same weights.
 
+    Eval mode is the mode every analysis evaluates in (dropout off, batch norm on its
+    running statistics); `losslab.train` runs its steps in train mode regardless.
+
     Zoo specs: ``mlp:64-100-100-10,act=tanh``, ``cnn1d``, ``deep:8,width=64,residual=1``
     (``losslab.models.ZOO`` lists them all). User models: ``path/to/file.py:function`` or
     ``package.module:function`` returning an ``nn.Module``; the function is called with
-    the global torch generator seeded to ``seed`` (and restored afterwards).
+    the global torch generator seeded to ``seed`` (and restored afterwards). An exception
+    the user's function raises is a `UserError` naming the function and the exception.
     """
     if isinstance(spec, nn.Module):
         return spec

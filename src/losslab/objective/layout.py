@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -15,7 +16,8 @@ class ParamLayout:
     """Order, names and shapes of a module's parameters inside one flat vector.
 
     θ is the concatenation of ``p.flatten()`` over ``named_parameters()`` (shared
-    parameters counted once), so ``flatten(model)`` and ``unflatten(θ)`` are exact
+    parameters counted once; `Objective` keeps only the selected ones, by default the
+    trainable ones), so ``flatten(model)`` and ``unflatten(θ)`` are exact
     inverses and ``slices`` locate every tensor and every layer inside θ.
     """
 
@@ -23,8 +25,12 @@ class ParamLayout:
     shapes: tuple[torch.Size, ...]
 
     @classmethod
-    def of(cls, model: nn.Module) -> ParamLayout:
+    def of(cls, model: nn.Module, names: Sequence[str] | None = None) -> ParamLayout:
+        """The layout of all of ``model``'s parameters, or of those in ``names`` (in model order)."""
         named = list(model.named_parameters())
+        if names is not None:
+            wanted = set(names)
+            named = [(n, p) for n, p in named if n in wanted]
         return cls(tuple(n for n, _ in named), tuple(p.shape for _, p in named))
 
     @property

@@ -9,6 +9,7 @@ analysis in losslab calls its methods and never loads weights into a module itse
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -22,6 +23,8 @@ from losslab.data.dataset import Dataset, as_dataset
 from losslab.errors import UserError, check_choice, check_int
 from losslab.objective.layout import ParamLayout
 from losslab.objective.losses import Loss, resolve_loss
+from losslab.objective.modes import determinism_fix, mode_of
+from losslab.objective.params import ParamSelection, select_parameters, unused_parameters
 from losslab.objective.plan import SequentialPlan
 
 __all__ = ["HVP_MODES", "MANY_MODES", "CurvatureAt", "Objective", "resolve_device", "resolve_dtype"]
@@ -84,6 +87,14 @@ class Objective:
     many_mode : how `loss_many` evaluates a block of points: 'plan' (fused batched MLP,
         Sequential MLPs only), 'loop' (one point at a time) or 'vmap'. 'auto' picks by
         measurement per device (`benchmarks/hvp.py`, `benchmarks/surface_plane.py`).
+    params : which parameters θ holds: 'trainable' (default: ``requires_grad=True``),
+        'all', a list of names, or ``fn(name, parameter) -> bool``. The others stay fixed
+        at the model's values (`losslab.objective.params`); ``param_names`` lists θ's
+        tensors, ``frozen`` the others, ``params_summary`` both for a run's record.
+
+    The model is evaluated in the mode it is in (``mode``: 'eval', 'train' or 'mixed');
+    `losslab.build_model` returns models in eval mode, and `losslab.train` switches to
+    train mode for its minibatch steps only.
 
     >>> import torch
     >>> X = torch.randn(20, 3, dtype=torch.float64); y = torch.randn(20, 1, dtype=torch.float64)
@@ -108,6 +119,7 @@ class Objective:
         memory_budget: int = 1 << 30,
         hvp_mode: str = "auto",
         many_mode: str = "auto",
+        params: ParamSelection = "trainable",
     ) -> None:
         if not isinstance(model, nn.Module):
             raise UserError(
@@ -132,16 +144,30 @@ class Objective:
         self.n = len(self.X)
         self.loss_fn = resolve_loss(loss, classification=not self.y.is_floating_point())
         self.model = copy.deepcopy(model).to(device=self.device, dtype=self.dtype)
+        names, self._params_how = select_parameters(self.model, params)  # before requires_grad is cleared
         for p in self.model.parameters():
             p.requires_grad_(False)
-        self.layout = ParamLayout.of(self.model)
+        self.layout = ParamLayout.of(self.model, names)
+        self.param_names = self.layout.names
+        self.frozen = tuple(n for n, _ in self.model.named_parameters() if n not in set(names))
         self.dim = self.layout.dim
         self.buffers = dict(self.model.named_buffers())
         self.theta0 = self.layout.flatten(self.model).clone()
+        self.mode = mode_of(self.model)
         self._plan = SequentialPlan.of(self.model, self.layout)
+        self._trained: tuple[tuple[torch.Tensor, dict[str, torch.Tensor]], ...] = ()  # see `as_theta`
         if not torch.isfinite(self.X).all() or (self.y.is_floating_point() and not torch.isfinite(self.y).all()):
             raise UserError(f"The data {self.dataset.name!r} contains NaN or inf: clean or impute it first.")
         self._bytes_per_row = self._check_model()
+        self.unused_params = unused_parameters(self.model, names, self.buffers, self.X[: min(self.n, 4)])
+        if self.unused_params:
+            shown = ", ".join(repr(n) for n in self.unused_params[:3]) + (" …" if len(self.unused_params) > 3 else "")
+            warnings.warn(
+                f"The model's outputs do not depend on the parameters {shown}: they get no gradient and add "
+                "zero eigenvalues to the Hessian. Freeze them (requires_grad_(False)) or pass params= without them.",
+                UserWarning,
+                stacklevel=2,
+            )
         if batch_size is None:
             rows = self.memory_budget // max(1, 4 * self._bytes_per_row)
             batch_size = max(1, min(self.n, rows))
@@ -196,16 +222,43 @@ class Objective:
         other = copy.copy(self)
         other.buffers = {}
         for key in self.buffers:
-            value = buffers[key]
+            value = torch.as_tensor(buffers[key])  # result.buffers hold numpy arrays
             dtype = self.dtype if value.is_floating_point() else value.dtype
             other.buffers[key] = value.to(self.device, dtype)
         return other
+
+    @property
+    def params_summary(self) -> dict[str, Any]:
+        """Which parameters θ holds, for a run's record: the selection, D, frozen and unused tensors."""
+        return {
+            "selection": self._params_how,
+            "dim": self.dim,
+            "tensors": len(self.param_names),
+            "frozen": list(self.frozen),
+            "unused": list(self.unused_params),
+        }
 
     def as_theta(self, theta: torch.Tensor | nn.Module | dict[str, torch.Tensor], name: str = "θ") -> torch.Tensor:
         """θ as a [D] tensor on this objective's device and dtype, with its length checked.
 
         Also accepts a module or state_dict with this model's parameter names.
+
+        Batch-norm statistics do not travel inside θ: `losslab.train` keeps the ones it
+        accumulated in ``result.buffers`` and registers its final θ with the objective it
+        trained, so that using that θ here with the objective's other statistics fails
+        with the fix (``objective.with_buffers(result.buffers)``) instead of giving the
+        loss of another network.
         """
+        theta = self._as_theta(theta, name)
+        for trained, buffers in self._trained:
+            if torch.equal(trained, theta) and any(not torch.equal(buffers[k], v) for k, v in self.buffers.items()):
+                raise UserError(
+                    f"{name} was trained with batch norm and its running statistics are in result.buffers, "
+                    "not in this objective: evaluate it with objective.with_buffers(result.buffers)."
+                )
+        return theta
+
+    def _as_theta(self, theta: torch.Tensor | nn.Module | dict[str, torch.Tensor], name: str) -> torch.Tensor:
         if isinstance(theta, (nn.Module, dict)):
             params = dict(theta.named_parameters()) if isinstance(theta, nn.Module) else theta
             missing = [k for k in self.layout.names if k not in params]
@@ -230,8 +283,10 @@ class Objective:
         return theta.to(self.device, self.dtype)
 
     def state_dict(self, theta: torch.Tensor, buffers: dict[str, Any] | None = None) -> dict[str, torch.Tensor]:
-        """Parameters (from θ) and buffers (this objective's, or ``buffers``), ready for ``model.load_state_dict``."""
-        params = self.layout.unflatten(self.as_theta(theta).detach())
+        """Parameters (θ's, and the frozen ones at their fixed values) and buffers (this objective's,
+        or ``buffers``), ready for ``model.load_state_dict``."""
+        theta = self.as_theta(theta) if not buffers else self._as_theta(theta, "θ")
+        params = {**dict(self.model.named_parameters()), **self.layout.unflatten(theta.detach())}
         chosen = self.buffers if not buffers else {k: torch.as_tensor(buffers[k]) for k in self.buffers}
         state = {**{k: v.clone() for k, v in params.items()}, **{k: v.clone() for k, v in chosen.items()}}
         return {k: state[k] for k in self.model.state_dict()}
@@ -477,12 +532,12 @@ class Objective:
             if not torch.allclose(out, again, rtol=0, atol=tol * scale):
                 raise UserError(
                     "The same θ gave different outputs twice (dropout, random augmentation or other "
-                    "randomness in forward): call model.eval() or pass check_determinism=False."
+                    f"randomness in forward): {determinism_fix(self.model)}."
                 )
             if not torch.allclose(out, parts, rtol=0, atol=tol * scale):
                 raise UserError(
                     "An example's output depends on the other examples in its batch (batch statistics, "
-                    "as in train-mode batch norm): call model.eval() or pass check_determinism=False."
+                    f"as in train-mode batch norm): {determinism_fix(self.model)}."
                 )
         element = torch.finfo(self.dtype).bits // 8
         return max(1, sum(sizes) * element // rows)

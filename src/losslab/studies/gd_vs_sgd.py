@@ -238,7 +238,7 @@ def gd_vs_sgd(config: GdVsSgdConfig, context: StudyContext) -> GdVsSgdResult:
     def run_point(i: int) -> GdVsSgdRun:
         optimizer, lr, batch = runs[i]
         train_config = _train_config(config, optimizer, lr, batch)
-        tracker = SharpnessTracker(every=config.track_every, tol=config.lanczos_tol, seed=config.seed)
+        tracker = SharpnessTracker(every=config.track_every, tol=config.lanczos_tol, seed=config.seed, start=False)
         try:
             result = train(objective, train_config, callbacks=[tracker] if optimizer == "gd" else [])
         except UserError as err:  # the tracker's products overflowed on the way to divergence

@@ -2,6 +2,7 @@
 
 from losslab.train.config import OPTIMIZERS, SCHEDULES, TrainConfig
 from losslab.train.optim import FlatOptimizer
+from losslab.train.runner import TrainOutput, TrainRun, initial_thetas, run
 from losslab.train.trainer import (
     Callback,
     EnsembleResult,
@@ -19,9 +20,13 @@ __all__ = [
     "EnsembleResult",
     "FlatOptimizer",
     "TrainConfig",
+    "TrainOutput",
     "TrainResult",
+    "TrainRun",
     "TrainState",
     "init_thetas",
+    "initial_thetas",
+    "run",
     "train",
     "train_ensemble",
 ]

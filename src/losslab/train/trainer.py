@@ -1,15 +1,24 @@
 """An instrumented trainer on the `Objective`, for one seed or a seed ensemble.
 
+Every minibatch step runs the model in train mode (dropout active, batch norm on batch
+statistics), as the model's author defined it, whatever mode the objective's model is
+in; the full-data records evaluate in the objective's mode (eval for models from
+`losslab.build_model`). Every random draw of a step's forward pass (dropout masks) is
+seeded from the run's seed and the step (`losslab.train.randomness`), so the same run
+gives the same numbers.
+
 One seed: plain autograd on the minibatch loss. A seed ensemble: K copies of one
 architecture as a [K, D] block, each with its own initialization and batch order,
 stepped together by one ``vmap`` of the gradient (``torch.func``), so restart studies
 cost a fraction of K sequential runs (`benchmarks/ensemble.py`). Both share the
 optimizer code and the recording logic; each ensemble member matches the same seed
-trained alone (tests/test_train.py).
+trained alone (tests/test_train.py), except for dropout masks, which the members draw
+together.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,9 +30,11 @@ from torch import nn
 
 from losslab.errors import UserError
 from losslab.objective import Objective
+from losslab.objective.modes import eval_changes
 from losslab.store import register_result
 from losslab.train.config import TrainConfig
 from losslab.train.optim import FlatOptimizer
+from losslab.train.randomness import forked, seed_step
 
 __all__ = ["Callback", "EnsembleResult", "TrainResult", "TrainState", "init_thetas", "train", "train_ensemble"]
 
@@ -43,7 +54,13 @@ class TrainState:
 
 
 class Callback(Protocol):
-    """Hooks into the training loop; both methods are optional."""
+    """Hooks into the training loop; every method is optional.
+
+    ``on_start`` sees step 0 (the initial θ and its record) before the first step;
+    ``on_step`` follows every step; ``on_record`` follows every step that records.
+    """
+
+    def on_start(self, state: TrainState) -> None: ...
 
     def on_step(self, state: TrainState) -> None: ...
 
@@ -59,8 +76,11 @@ class TrainResult:
     'test_accuracy', 'batch_loss' and 'grad_norm' (mean minibatch gradient norm since
     the previous record) to arrays with one entry per record; missing metrics are NaN.
     ``stopped`` is 'budget', 'target', 'callback' or 'diverged'. For networks with batch
-    norm, ``buffers`` holds the running statistics accumulated in training (evaluate the
-    final θ with ``objective.with_buffers(result.buffers)``).
+    norm, ``buffers`` holds the running statistics accumulated in training: evaluate the
+    final θ with ``objective.with_buffers(result.buffers)`` (the objective refuses the
+    final θ with its own, initial statistics). ``mode`` says which mode the steps and
+    the records ran in, ``seeds`` which seed drove each random stream, ``params`` which
+    parameters θ holds (frozen ones stay fixed, outside θ).
     """
 
     theta: np.ndarray
@@ -73,6 +93,9 @@ class TrainResult:
     wall_seconds: float
     config: dict[str, Any]
     buffers: dict[str, np.ndarray] = field(default_factory=dict)  # final batch-norm statistics, if any
+    mode: dict[str, str] = field(default_factory=dict)  # {'steps': 'train', 'records': the objective's mode}
+    seeds: dict[str, int] = field(default_factory=dict)  # {'batch_order': …, 'forward': …} (dropout masks)
+    params: dict[str, Any] = field(default_factory=dict)  # which parameters θ holds (Objective.params_summary)
 
     @property
     def final(self) -> dict[str, float]:
@@ -89,6 +112,8 @@ class TrainResult:
             "test_loss": final.get("test_loss"),
             "test_accuracy": final.get("test_accuracy"),
             "wall_seconds": round(self.wall_seconds, 3),
+            "mode": dict(self.mode),
+            "seeds": dict(self.seeds),
         }
 
 
@@ -105,6 +130,8 @@ class EnsembleResult:
     stopped: list[str]
     wall_seconds: float
     config: dict[str, Any]
+    mode: dict[str, str] = field(default_factory=dict)  # as TrainResult.mode
+    seeds_forward: int | None = None  # seed of the members' forward draws (dropout), drawn together
 
     def member(self, k: int) -> TrainResult:
         """Member k as a `TrainResult` (no snapshots)."""
@@ -131,6 +158,7 @@ class EnsembleResult:
                 out[f"{key}_min"] = float(np.nanmin(final[key]))
                 out[f"{key}_max"] = float(np.nanmax(final[key]))
         out["stopped"] = {s: self.stopped.count(s) for s in sorted(set(self.stopped))}
+        out["mode"] = dict(self.mode)
         return out
 
 
@@ -214,6 +242,12 @@ class _Loop:
             out[key] = values if values.ndim == 1 or member is None else values[:, member]
         return out
 
+    def start(self, theta: torch.Tensor, lr: float, row: dict[str, Any]) -> None:
+        state = TrainState(0, 0.0, theta, lr, self.objective, self.config, row)
+        for cb in self.callbacks:
+            if hasattr(cb, "on_start"):
+                cb.on_start(state)
+
     def notify(self, state: TrainState, recorded: bool) -> bool:
         for cb in self.callbacks:
             if hasattr(cb, "on_step"):
@@ -225,6 +259,15 @@ class _Loop:
 
 def _uses_batch_norm(model: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def _modes(objective: Objective) -> dict[str, str]:
+    changes = eval_changes(objective.model)
+    return {
+        "steps": "train",
+        "records": objective.mode,
+        "eval_changes": "; ".join(changes) if changes else "none (no dropout or batch norm)",
+    }
 
 
 def train(
@@ -239,19 +282,37 @@ def train(
     """Train from ``theta`` (default: the objective's model weights) and record everything.
 
     ``test=True`` evaluates the dataset's test split at each record when it has one.
-    Batch norm layers train in training mode (batch statistics) and are evaluated in
-    eval mode with the running statistics they accumulated; those statistics live in a
-    copy (``result.buffers``), so ``objective`` itself is never changed.
+    Steps run in train mode (dropout on, batch statistics), with the forward's random
+    draws seeded by ``config.seed`` and the step; records evaluate in the objective's
+    mode (eval for zoo and CLI models). Batch norm's running statistics accumulate in a
+    copy (``result.buffers``), so ``objective``'s own buffers are never changed; the
+    final θ is registered with ``objective`` so that evaluating it with those initial
+    statistics raises an error naming ``objective.with_buffers(result.buffers)``.
     """
     config = config or TrainConfig()
     start_time = time.perf_counter()
     theta = objective.as_theta(objective.theta0 if theta is None else theta).clone()
     theta_init = theta.clone()
-    bn = _uses_batch_norm(objective.model)
-    if bn:
+    caller = objective
+    if objective.buffers:  # train mode may update them (batch norm): work on a copy
         objective = objective.with_buffers({k: v.clone() for k, v in objective.buffers.items()})
         if isinstance(test, Objective):
             test = test.with_buffers(objective.buffers)  # the same tensors: updated as training runs
+    with forked(objective.device):
+        return _train(caller, objective, config, theta, theta_init, test, callbacks, progress, start_time)
+
+
+def _train(
+    caller: Objective,
+    objective: Objective,
+    config: TrainConfig,
+    theta: torch.Tensor,
+    theta_init: torch.Tensor,
+    test: Objective | None | bool,
+    callbacks: Sequence[Callback],
+    progress: Callable[[int, int], None] | None,
+    start_time: float,
+) -> TrainResult:
     test_obj = objective.test_objective(test)
     loop = _Loop(objective, config, [config.seed], test_obj, callbacks, progress)
     optimizer = FlatOptimizer(config, theta)
@@ -259,6 +320,7 @@ def train(
     snapshot_steps = [0]
     snapshot_every = config.snapshot_every or loop.record_every
     row = loop.record(0, theta, config.lr_at(0, loop.total))
+    loop.start(theta, config.lr_at(0, loop.total), row)
     stopped, step = "budget", 0
     if loop.reached_target(row).all():
         stopped = "target"
@@ -266,7 +328,8 @@ def train(
         lr = config.lr_at(step, loop.total)
         index = loop.batch(step)[0]
         params = theta.detach().requires_grad_(True)
-        value = objective.batch_loss(params, index, train=bn)
+        seed_step(config.seed, step, objective.device)
+        value = objective.batch_loss(params, index, train=True)
         (grad,) = torch.autograd.grad(value, params)
         if not (torch.isfinite(value) and torch.isfinite(grad).all()):
             stopped = "diverged"
@@ -293,6 +356,9 @@ def train(
     if snapshot_steps[-1] != step:
         snapshots.append(_snapshot(theta))
         snapshot_steps.append(step)
+    changed = {k: v for k, v in objective.buffers.items() if not torch.equal(v, caller.buffers[k])}
+    if changed:  # keep the last few: a study may train one objective many times
+        caller._trained = (*caller._trained[-7:], (theta.detach().clone(), {**caller.buffers, **changed}))
     return TrainResult(
         theta=theta.detach().cpu().numpy().copy(),
         theta_init=theta_init.cpu().numpy(),
@@ -303,7 +369,12 @@ def train(
         stopped=stopped,
         wall_seconds=time.perf_counter() - start_time,
         config=config.to_dict(),
-        buffers={k: v.detach().cpu().numpy().copy() for k, v in objective.buffers.items()} if bn else {},
+        buffers={k: v.detach().cpu().numpy().copy() for k, v in objective.buffers.items()}
+        if _uses_batch_norm(objective.model)
+        else {},
+        mode=_modes(objective),
+        seeds={"batch_order": config.seed, "forward": config.seed},
+        params=objective.params_summary,
     )
 
 
@@ -322,6 +393,9 @@ def train_ensemble(
     Member k follows exactly the run ``train(objective, replace(config, seed=seeds[k]),
     theta=thetas[k])``; members that reach the target stop (their parameters freeze)
     while the others continue; a member whose loss stops being finite freezes as 'diverged'.
+    Steps run in train mode. With dropout, the members' masks are drawn together, seeded
+    by ``seeds[0]`` and the step (reproducible, but not the masks a member trained alone
+    would draw).
     """
     config = config or TrainConfig()
     start_time = time.perf_counter()
@@ -339,35 +413,39 @@ def train_ensemble(
     test_obj = objective.test_objective(test)
     loop = _Loop(objective, config, seeds, test_obj, callbacks, progress)
     optimizer = FlatOptimizer(config, theta)
-    grad_fn = torch.vmap(torch.func.grad_and_value(objective.batch_loss))
+    step_loss = functools.partial(objective.batch_loss, train=True)
+    grad_fn = torch.vmap(torch.func.grad_and_value(step_loss), randomness="different")
     active = torch.ones(K, dtype=torch.bool, device=theta.device)
     stopped = ["budget"] * K
     steps_done = np.zeros(K, dtype=np.int64)
     row = loop.record(0, theta, config.lr_at(0, loop.total))
+    loop.start(theta, config.lr_at(0, loop.total), row)
     _freeze(active, stopped, loop.reached_target(row), "target")
     step = 0
-    while bool(active.any()) and step < loop.total:
-        lr = config.lr_at(step, loop.total)
-        index = loop.batch(step)
-        grad, value = grad_fn(theta, index)
-        norm = grad.norm(dim=1)
-        finite = torch.isfinite(value) & torch.isfinite(norm)
-        if not bool(finite.all()):
-            _freeze(active, stopped, (~finite).cpu().numpy(), "diverged")
-        loop.pending_loss.append(torch.where(finite, value, torch.nan).detach())
-        loop.pending_norm.append(torch.where(finite, norm, torch.nan))
-        theta = optimizer.step(theta, grad, lr, active)
-        steps_done[active.cpu().numpy()] += 1
-        step += 1
-        recorded = step % loop.record_every == 0 or step == loop.total
-        if recorded:
-            row = loop.record(step, theta, config.lr_at(step, loop.total))
-            _freeze(active, stopped, loop.reached_target(row), "target")
-        state = TrainState(step, step / loop.per_epoch, theta, lr, objective, config, row if recorded else {})
-        if loop.notify(state, recorded):
-            _freeze(active, stopped, np.ones(K, dtype=bool), "callback")
-        if progress is not None:
-            progress(step, loop.total)
+    with forked(objective.device):
+        while bool(active.any()) and step < loop.total:
+            lr = config.lr_at(step, loop.total)
+            index = loop.batch(step)
+            seed_step(int(seeds[0]), step, objective.device)
+            grad, value = grad_fn(theta, index)
+            norm = grad.norm(dim=1)
+            finite = torch.isfinite(value) & torch.isfinite(norm)
+            if not bool(finite.all()):
+                _freeze(active, stopped, (~finite).cpu().numpy(), "diverged")
+            loop.pending_loss.append(torch.where(finite, value, torch.nan).detach())
+            loop.pending_norm.append(torch.where(finite, norm, torch.nan))
+            theta = optimizer.step(theta, grad, lr, active)
+            steps_done[active.cpu().numpy()] += 1
+            step += 1
+            recorded = step % loop.record_every == 0 or step == loop.total
+            if recorded:
+                row = loop.record(step, theta, config.lr_at(step, loop.total))
+                _freeze(active, stopped, loop.reached_target(row), "target")
+            state = TrainState(step, step / loop.per_epoch, theta, lr, objective, config, row if recorded else {})
+            if loop.notify(state, recorded):
+                _freeze(active, stopped, np.ones(K, dtype=bool), "callback")
+            if progress is not None:
+                progress(step, loop.total)
     if loop.history["step"][-1] != step:
         loop.record(step, theta, config.lr_at(step, loop.total))
     return EnsembleResult(
@@ -379,6 +457,8 @@ def train_ensemble(
         stopped=stopped,
         wall_seconds=time.perf_counter() - start_time,
         config=config.to_dict(),
+        mode=_modes(objective),
+        seeds_forward=int(seeds[0]),
     )
 
 
