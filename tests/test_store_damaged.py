@@ -294,7 +294,7 @@ def test_a_data_function_that_raises_is_named_in_one_line(tmp_path: Path) -> Non
     out = tmp_path / "out"
     line = one_line_error(
         invoke("train", "--data", f"{tmp_path / 'broken.py'}:data", "--epochs", "1", "--out", out),
-        "broken.py:data' raised ValueError: no such file: data.csv. Fix that function.",
+        "broken.py:data' raised ValueError: no such file: data.csv. Fix that function",
     )
     assert line.startswith("losslab: error: The data function")
     assert not out.exists()

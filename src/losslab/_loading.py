@@ -86,7 +86,7 @@ def _guarded(fn: Callable[..., Any], spec: str, what: str) -> Callable[..., Any]
         except UserError:
             raise
         except Exception as exc:
-            text = str(exc).splitlines()[0] if str(exc) else ""
+            text = " ".join(str(exc).split())[:200]  # one line, however the message was wrapped
             raise UserError(
                 f"The {what} function {spec!r} raised {type(exc).__name__}{': ' + text if text else ''}. "
                 "Fix that function (LOSSLAB_DEBUG=1 shows the traceback)."

@@ -252,7 +252,13 @@ class Setup:
 
     def config(self) -> dict[str, Any]:
         """What a run records of its inputs: specs (user files by absolute path and SHA-256), the mode
-        the model is evaluated in and what eval mode changed, and which parameters θ holds."""
+        the model is evaluated in and what eval mode changed, and which parameters θ holds.
+
+        Those last three are read off the objective, so one is built here when the command has not
+        built its own yet (the runners of surface and hessian build theirs where their work starts).
+        """
+        if not self._objective_record:
+            self.objective()
         return {
             "model": self.model_spec,
             "data": self.data,

@@ -206,17 +206,8 @@ def load_data(spec: str, *, label_noise: float | None = None, noise_seed: int | 
     """
     name, positional, options = parse_spec(spec, "data")
     if name not in DATASETS and is_user_spec(spec):
-        fn = load_callable(spec, "data")
-        try:
-            returned = fn()
-        except UserError:
-            raise  # already one line naming the problem (the function called losslab)
-        except Exception as exc:  # the user's function failed: say which one and what it raised
-            text = " ".join(str(exc).split())[:200]
-            raise UserError(
-                f"The data function {spec!r} raised {type(exc).__name__}: {text}. Fix that function."
-            ) from exc
-        data = as_dataset(returned, name=spec)
+        fn = load_callable(spec, "data")  # guarded: what the function raises is a one-line UserError
+        data = as_dataset(fn(), name=spec)
         options = {}
     elif name in DATASETS:
         if positional is not None:
