@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,6 +25,7 @@ from losslab.cli.common import (
     finish,
     open_run,
     progress_bar,
+    stderr,
 )
 from losslab.cli.demo import demo_step
 from losslab.data import Dataset, set_splitting_instance
@@ -82,6 +86,30 @@ def _weight_bound(text: str) -> float | str:
     except ValueError:
         raise UserError(f"The '--weight-bound' option must be 'auto' or a number > 0. Got {text!r}.") from None
     return check_float(value, "weight_bound", "exact", low=0.0, low_open=True)
+
+
+@contextmanager
+def warning_lines(summary_warnings: list[str]) -> Iterator[None]:
+    """Print each `UserWarning` raised inside as one ``losslab: warning:`` line on stderr.
+
+    The lines are also appended to ``summary_warnings``, which the command puts in its
+    summary, so ``--json`` carries them.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        yield
+    for item in caught:
+        if issubclass(item.category, UserWarning):
+            warning_line(str(item.message), summary_warnings)
+        else:
+            warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
+
+
+def warning_line(text: str, summary_warnings: list[str]) -> None:
+    """One ``losslab: warning:`` line on stderr, recorded for the summary (once)."""
+    if text not in summary_warnings:
+        summary_warnings.append(text)
+        stderr.print(f"losslab: warning: {text}", markup=False)
 
 
 def _arrays(dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -341,6 +369,9 @@ def relu2_command(
         int,
         typer.Option("--max-patterns", help="Refuse exact enumeration above this many patterns."),
     ] = 1_000_000,
+    tol: Annotated[
+        float, typer.Option("--tol", help="Certified once (upper − lower bound) ≤ tol · upper bound.")
+    ] = 1e-6,
     time_limit: TimeLimitOpt = 300.0,
     seed: SeedOpt = 0,
     device: DeviceOpt = "cpu",
@@ -374,6 +405,7 @@ def relu2_command(
         "width": width,
         "train": train_config.to_dict(),
         "max_patterns": max_patterns,
+        "tol": tol,
         "time_limit": time_limit,
         "seed": seed,
     }
@@ -386,17 +418,21 @@ def relu2_command(
         device=device,
         dtype=dtype,
     ) as run:
-        with progress_bar("column generation", not json_out) as update:
+        lines: list[str] = []
+        with progress_bar("column generation", not json_out) as update, warning_lines(lines):
             result = relu2_optimum(
                 X,
                 y,
                 lam,
                 patterns=patterns,
                 seed=seed,
+                tol=tol,
                 max_patterns=max_patterns,
                 time_limit=time_limit,
                 progress=update,
             )
+        if not result.certified and not any(result.reason in line for line in lines):
+            warning_line(f"relu2: not certified: {result.reason}", lines)
         if sgd_seeds:
             with progress_bar("gradient training", not json_out) as update:
                 result.sgd = relu2_sgd_gap(
@@ -409,10 +445,13 @@ def relu2_command(
                     first_seed=seed,
                     progress=update,
                 )
+        summary = result.summary()
+        if lines:
+            summary["warnings"] = lines
         finish(
             run,
             {"relu2": result},
-            result.summary(),
+            summary,
             json_out=json_out,
             title=f"exact relu2 on {data} (λ = {lam:g}, patterns {patterns})",
         )
