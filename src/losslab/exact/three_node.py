@@ -35,7 +35,7 @@ with its binaries fixed and checked by evaluating the network on every point.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -104,6 +104,9 @@ class ThreeNodeResult:
     element) read off the trained network (unit 1's rejections), or a brute-force
     splitting, or empty when none exists; ``splitting_exists`` is 1/0 from brute
     force, −1 when n was too large to enumerate; ``agrees`` says the theorem held.
+    ``core`` (when no splitting exists and a proof was asked for) lists the rows of a
+    minimal unsplittable family, checked as ``core_check`` says ('exhaustive' or 'milp');
+    ``source`` names where a user instance came from.
     """
 
     elements: int
@@ -117,13 +120,16 @@ class ThreeNodeResult:
     agrees: bool | None
     fewest: ThreeNodeFit | None = None
     relaxation: Any = None
+    core: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    core_check: str = ""
+    source: str = ""
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "elements": self.elements,
             "subsets": int(len(self.subsets)),
             "kind": self.kind,
-            "seed": self.seed,
+            **({"source": self.source} if self.source else {"seed": self.seed}),
             "trainable": self.decision.trainable,
             "exact": self.decision.exact,
             "milp_seconds": round(self.decision.seconds, 4),
@@ -132,6 +138,15 @@ class ThreeNodeResult:
             "brute_seconds": round(self.brute_seconds, 4),
             "theorem_holds": self.agrees,
         }
+        if len(self.splitting):
+            colour = self.splitting.astype(bool)
+            out["splitting"] = {"S1": np.flatnonzero(~colour).tolist(), "S2": np.flatnonzero(colour).tolist()}
+        if len(self.core):
+            out["proof"] = {
+                "unsplittable_subsets": [np.flatnonzero(self.subsets[j]).tolist() for j in self.core],
+                "rows": self.core.tolist(),
+                "checked": self.core_check,
+            }
         if self.fewest is not None:
             out["fewest_errors"] = self.fewest.errors
         if self.relaxation is not None:
