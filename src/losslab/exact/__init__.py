@@ -10,11 +10,14 @@
 - `sgd_gap`: seed ensembles of gradient training against those certificates.
 - `instances`: user set-splitting instances (JSON or a function), mixed subset sizes, and
   the checked proof of infeasibility (a minimal unsplittable core).
+- `min_error`: the fewest errors of the 3-node network, with a certified gap, on
+  set-splitting instances with planted label noise; a brute-force reference.
 - `runner`: one config and one runner per ``losslab exact`` command (CLI ≡ Python).
 """
 
 from losslab.exact.arrangement import activation_patterns, pattern_count_bound, sample_patterns
 from losslab.exact.instances import instance_from_subsets, load_instance, mixed_instance, unsplittable_core
+from losslab.exact.min_error import MinErrorResult, brute_force_min_errors, min_errors, noisy_points
 from losslab.exact.perceptron import (
     FewestErrorsResult,
     PerceptronResult,
@@ -73,6 +76,7 @@ __all__ = [
     "RELU2_CONFIG",
     "SWEEPS",
     "FewestErrorsResult",
+    "MinErrorResult",
     "PerceptronConfig",
     "PerceptronResult",
     "RelaxationResult",
@@ -88,14 +92,17 @@ __all__ = [
     "activation_patterns",
     "and_outputs",
     "binary_labels",
+    "brute_force_min_errors",
     "brute_force_splitting",
     "certify_three_node",
     "element_sizes",
     "fewest_errors",
     "instance_from_subsets",
     "load_instance",
+    "min_errors",
     "mixed_instance",
     "network_splitting",
+    "noisy_points",
     "parse_patterns",
     "pattern_count_bound",
     "perceptron",

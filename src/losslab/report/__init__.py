@@ -4,6 +4,7 @@ from losslab.report import connectivity as _connectivity  # noqa: F401
 from losslab.report import curvature as _curvature  # noqa: F401
 from losslab.report import exact as _exact  # noqa: F401
 from losslab.report import studies as _studies  # noqa: F401  (registers the drawings)
+from losslab.report import study_min_error as _study_min_error  # noqa: F401
 from losslab.report import surface as _surface  # noqa: F401
 from losslab.report import train as _train  # noqa: F401
 from losslab.report.figures import DRAWERS, Figure, draws, figures_of, new_figure

@@ -2,6 +2,7 @@
 
 from losslab.studies import double_descent as _double_descent  # noqa: F401  (registers)
 from losslab.studies import gd_vs_sgd as _gd_vs_sgd  # noqa: F401
+from losslab.studies import min_error as _min_error  # noqa: F401
 from losslab.studies import random_labels as _random_labels  # noqa: F401
 from losslab.studies import restarts as _restarts  # noqa: F401
 from losslab.studies import saddles as _saddles  # noqa: F401
