@@ -1,0 +1,86 @@
+"""The min-error study: certified optimum ≤ every gradient seed, brute force agrees, planted bound, resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from losslab import load
+from losslab.cli import app
+from losslab.errors import UserError
+from losslab.report import figures_of
+from losslab.studies import STUDIES, StudyContext
+from losslab.studies.min_error import MinErrorStudyResult
+
+STUDY = STUDIES["min-error"]
+
+
+@pytest.fixture(scope="module")
+def quick() -> MinErrorStudyResult:
+    return STUDY.run(STUDY.config("quick"), StudyContext())
+
+
+def test_quick_preset_keeps_every_invariant(quick: MinErrorStudyResult) -> None:
+    assert quick.stopped == "complete" and len(quick.elements) == quick.planned == 6
+    assert quick.checks() == {
+        "above_planted": 0,
+        "seeds_below_optimum": 0,
+        "brute_disagreements": 0,
+        "bound_above_errors": 0,
+    }
+    # Checked here directly too, not only through the result's own bookkeeping.
+    certified = quick.certified == 1
+    assert certified.all()  # n ≤ 8: the weight bound is proven and HiGHS closes every gap
+    assert (quick.errors[certified] <= quick.relax_best[certified]).all()
+    assert (quick.relax_best <= quick.relax_median).all()
+    assert (quick.errors <= quick.flips).all() and (quick.flips > 0).all()
+    ran = quick.brute >= 0
+    assert ran.sum() == 2 and (quick.elements[ran] == 5).all()  # the tiny n: 14 points each
+    np.testing.assert_array_equal(quick.brute[ran], quick.errors[ran])
+    assert ((quick.relax_solved >= 0) & (quick.relax_solved <= 1)).all()
+
+
+def test_quick_preset_draws_its_figure(quick: MinErrorStudyResult) -> None:
+    figures = figures_of(quick)
+    assert [f.slug for f in figures] == ["min-error"] and figures[0].static is not None
+    assert "Checks (all must be 0)" in figures[0].caption
+
+
+def test_a_budget_stops_the_sweep_and_says_where() -> None:
+    config = STUDY.config("quick", elements=(5, 6, 7, 8, 10), instances=1, relax_seeds=2, relax_steps=20, budget=1e-3)
+    result = STUDY.run(config, StudyContext())
+    assert result.stopped == "budget" and len(result.elements) == 1 < result.planned == 5
+    assert "budget of 0.001 s spent after 1 of 5 instances" in result.note
+
+
+def test_a_rerun_resumes_from_the_chunks(tmp_path: Path) -> None:
+    config = STUDY.config("quick", elements=(5, 6), instances=2, relax_seeds=2, relax_steps=20)
+    first = STUDY.run(config, StudyContext(directory=tmp_path))
+    again = STUDY.run(config, StudyContext(directory=tmp_path))
+    np.testing.assert_array_equal(first.milp_seconds, again.milp_seconds)  # loaded, not re-timed
+    np.testing.assert_array_equal(first.errors, again.errors)
+    assert sorted(p.name for p in (tmp_path / "min-error").iterdir() if p.suffix == ".npz")
+
+
+def test_bad_settings_are_user_errors() -> None:
+    with pytest.raises(UserError, match="The 'noise' parameter of the min-error study"):
+        STUDY.config("quick", noise=1.5)
+    with pytest.raises(UserError, match="The 'elements' parameter of the min-error study must be an int ≥ 5"):
+        STUDY.config("quick", elements=(3,))
+
+
+def test_the_study_is_listed_and_runs_from_the_cli(tmp_path: Path) -> None:
+    runner = CliRunner()
+    listed = runner.invoke(app, ["study", "list", "--json"], catch_exceptions=False)
+    assert "min-error" in json.loads(listed.stdout)
+    args = ["study", "min-error", "--quick", "--set", "elements=5", "--set", "instances=1", "--set", "relax_steps=20"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "s"), "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)["result"]
+    assert summary["checks"]["brute_disagreements"] == 0 and summary["instances"] == 1
+    assert isinstance(load(tmp_path / "s").result, MinErrorStudyResult)
+    assert (tmp_path / "s" / "figures" / "study-min-error.png").is_file()
