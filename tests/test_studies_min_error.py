@@ -84,3 +84,14 @@ def test_the_study_is_listed_and_runs_from_the_cli(tmp_path: Path) -> None:
     assert summary["checks"]["brute_disagreements"] == 0 and summary["instances"] == 1
     assert isinstance(load(tmp_path / "s").result, MinErrorStudyResult)
     assert (tmp_path / "s" / "figures" / "study-min-error.png").is_file()
+
+
+def test_estimate_times_the_relaxation_and_bounds_the_milps() -> None:
+    result = CliRunner().invoke(app, ["study", "min-error", "--quick", "--estimate", "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.stderr
+    estimate = json.loads(result.stdout)["estimate"]
+    milp = [w for w in estimate["work"] if w["what"].startswith("MILPs")]
+    assert milp == [{"what": "MILPs (each up to instance_time_limit)", "count": None, "bound": 6, "unit_seconds": 20.0}]
+    steps = [w for w in estimate["work"] if "optimizer steps" in w["what"]]
+    assert steps and steps[0]["count"] == 6 * 200  # 6 instances × 200 Adam steps (all seeds in one vmapped step)
+    assert any("stops once 120 s are spent" in note for note in estimate["notes"])

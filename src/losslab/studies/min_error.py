@@ -34,14 +34,20 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
+import torch
 
 from losslab.data import set_splitting_instance
 from losslab.errors import UserError, check_float, check_int
 from losslab.exact import RELAXATION_CONFIG, brute_force_min_errors, min_errors, noisy_points, three_node_relaxation
 from losslab.exact.min_error import BRUTE_FORCE_POINTS
 from losslab.exact.solver import SolverError
+from losslab.models import build_model
+from losslab.objective import Objective
+from losslab.objective.cost import Estimate, Work
 from losslab.store import Chunks, register_result
 from losslab.studies.base import StudyContext, register_study
+from losslab.train import TrainConfig, init_thetas
+from losslab.train.cost import estimate_training
 
 __all__ = ["MinErrorConfig", "MinErrorStudyResult", "min_error"]
 
@@ -167,9 +173,14 @@ def _instance(config: MinErrorConfig, n: int, m: int, seed: int, time_limit: flo
     flips = round(config.noise * points)
     X, y, _ = noisy_points(instance, flips, seed=seed)
     fit = min_errors(X, y, time_limit=time_limit)
-    relax_config = replace(RELAXATION_CONFIG, steps=config.relax_steps, record_every=max(1, config.relax_steps // 20))
     relaxation = three_node_relaxation(
-        X, y, trainable=fit.errors == 0, seeds=config.relax_seeds, config=relax_config, device=device, first_seed=seed
+        X,
+        y,
+        trainable=fit.errors == 0,
+        seeds=config.relax_seeds,
+        config=_relax_config(config),
+        device=device,
+        first_seed=seed,
     )
     brute, brute_seconds = -1, 0.0
     if points <= config.brute_force_points:
@@ -198,6 +209,36 @@ def _instance(config: MinErrorConfig, n: int, m: int, seed: int, time_limit: flo
     }
 
 
+def _relax_config(config: MinErrorConfig) -> TrainConfig:
+    return replace(RELAXATION_CONFIG, steps=config.relax_steps, record_every=max(1, config.relax_steps // 20))
+
+
+def _estimate(config: MinErrorConfig, context: StudyContext) -> Estimate:
+    """Relaxation steps timed on the largest instance (a bound for the others); MILPs bounded by their limits.
+
+    The MILP's time is what the study measures, so only its bound is known: each instance
+    may run to ``instance_time_limit``, and the whole study stops at ``budget``.
+    """
+    plan = config.plan()
+    n, m, seed = plan[-1]
+    X, y = set_splitting_instance(n, m, seed=seed, kind="solvable").points()
+    spec = f"three_node:{n}"
+    data = (torch.tensor(X), torch.tensor(y, dtype=torch.long))
+    objective = Objective(build_model(spec), "bce", data, dtype="float64", device=context.device)
+    seeds = list(range(seed, seed + config.relax_seeds))
+    relax = estimate_training(
+        objective, _relax_config(config), thetas=init_thetas(spec, seeds, objective), seeds=seeds, test=False
+    )
+    estimate = Estimate("study min-error", [])
+    estimate.include(relax, f"relaxation of each of {len(plan)} instances (timed at n = {n})", times=len(plan))
+    estimate.work.append(Work("MILPs (each up to instance_time_limit)", None, len(plan), config.instance_time_limit))
+    estimate.notes.append(
+        f"the study stops once {config.budget:g} s are spent (MILP, relaxation and brute force together), "
+        "or at the first MILP that ends without a proof"
+    )
+    return estimate
+
+
 @register_study(
     "min-error",
     "Fewest errors of the 3-node network: certified MILP optimum vs gradient-trained seeds vs n, until a budget.",
@@ -211,6 +252,7 @@ def _instance(config: MinErrorConfig, n: int, m: int, seed: int, time_limit: flo
         budget=120.0,
     ),
     full=MinErrorConfig(),
+    estimate=_estimate,
 )
 def min_error(config: MinErrorConfig, context: StudyContext) -> MinErrorStudyResult:
     """Run the instances of ``config.plan()`` in order until the budget or a solver stop (module docstring)."""
