@@ -54,7 +54,7 @@ def test_a_budget_stops_the_sweep_and_says_where() -> None:
     config = STUDY.config("quick", elements=(5, 6, 7, 8, 10), instances=1, relax_seeds=2, relax_steps=20, budget=1e-3)
     result = STUDY.run(config, StudyContext())
     assert result.stopped == "budget" and len(result.elements) == 1 < result.planned == 5
-    assert "budget of 0.001 s spent after 1 of 5 instances" in result.note
+    assert "MILP budget of 0.001 s spent after 1 of 5 instances" in result.note
 
 
 def test_a_rerun_resumes_from_the_chunks(tmp_path: Path) -> None:
@@ -94,4 +94,4 @@ def test_estimate_times_the_relaxation_and_bounds_the_milps() -> None:
     assert milp == [{"what": "MILPs (each up to instance_time_limit)", "count": None, "bound": 6, "unit_seconds": 20.0}]
     steps = [w for w in estimate["work"] if "optimizer steps" in w["what"]]
     assert steps and steps[0]["count"] == 6 * 200  # 6 instances × 200 Adam steps (all seeds in one vmapped step)
-    assert any("stops once 120 s are spent" in note for note in estimate["notes"])
+    assert any("MILPs have spent 120 s" in note for note in estimate["notes"])
