@@ -10,7 +10,7 @@ from scipy.optimize import linprog
 
 import losslab.exact.solver as solver_module
 from losslab.data import set_splitting_instance
-from losslab.exact import and_outputs, brute_force_min_errors, min_errors, noisy_points
+from losslab.exact import and_outputs, brute_force_min_errors, min_errors, noisy_points, teacher_points
 from losslab.exact.min_error import _realizable
 
 
@@ -105,3 +105,11 @@ def test_zero_errors_is_certified_whatever_the_weight_bound() -> None:
     X, y = instance.points()
     fit = min_errors(X, y, weight_bound=100.0)
     assert fit.errors == 0 and fit.certified
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_teacher_points_bound_the_optimum_and_agree_with_brute_force(seed: int) -> None:
+    X, y, flipped = teacher_points(4, 13, 3, seed=seed)
+    assert X.shape == (13, 4) and set(np.unique(X)) <= {0.0, 1.0} and len(flipped) == 3
+    fit = min_errors(X, y)
+    assert fit.certified and fit.errors <= 3 and fit.errors == brute_force_min_errors(X, y)

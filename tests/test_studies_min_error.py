@@ -95,3 +95,12 @@ def test_estimate_times_the_relaxation_and_bounds_the_milps() -> None:
     steps = [w for w in estimate["work"] if "optimizer steps" in w["what"]]
     assert steps and steps[0]["count"] == 6 * 200  # 6 instances × 200 Adam steps (all seeds in one vmapped step)
     assert any("MILPs have spent 120 s" in note for note in estimate["notes"])
+
+
+def test_the_teacher_family_costs_errors_and_keeps_the_invariants() -> None:
+    config = STUDY.config("quick", family="teacher", elements=(5, 8, 10), instances=1, relax_seeds=2, relax_steps=50)
+    result = STUDY.run(config, StudyContext())
+    assert result.stopped == "complete" and all(v == 0 for v in result.checks().values())
+    assert (result.certified == 1).all() and (result.errors <= result.flips).all()
+    assert result.errors.max() >= 1  # unlike the set-splitting points, flips here cost errors
+    assert result.brute[0] == result.errors[0]  # n = 5: 14 points, enumerated

@@ -17,7 +17,13 @@
 
 from losslab.exact.arrangement import activation_patterns, pattern_count_bound, sample_patterns
 from losslab.exact.instances import instance_from_subsets, load_instance, mixed_instance, unsplittable_core
-from losslab.exact.min_error import MinErrorResult, brute_force_min_errors, min_errors, noisy_points
+from losslab.exact.min_error import (
+    MinErrorResult,
+    brute_force_min_errors,
+    min_errors,
+    noisy_points,
+    teacher_points,
+)
 from losslab.exact.perceptron import (
     FewestErrorsResult,
     PerceptronResult,
@@ -119,6 +125,7 @@ __all__ = [
     "separate",
     "splitting_network",
     "subset_sizes",
+    "teacher_points",
     "three_node_relaxation",
     "three_node_scaling",
     "train_three_node",

@@ -19,7 +19,12 @@ bounded weights only and the result says so.
 
 Instances with planted label noise (`noisy_points`): the points of a solvable
 set-splitting instance with k labels flipped. The planted splitting's network then
-makes exactly k errors, so min errors ≤ k — a check every solve must pass.
+makes exactly k errors, so min errors ≤ k — a check every solve must pass. The 3-node
+network absorbs most such flips on these points (the minimum stays 0 or 1: a unit with
+w = 1, b = −1.5 rejects the origin and every e_i and accepts every subset of ≥ 2 elements,
+so giving up the origin alone fits any clean instance), so `teacher_points` offers a
+family where noise costs: random points of {0, 1}^n labelled by a random 3-node teacher,
+k labels flipped (again min errors ≤ k).
 
 `brute_force_min_errors` is the slow obvious reference: every labelling of the points
 one threshold unit realizes (a depth-first search over the points, one feasibility LP
@@ -42,7 +47,14 @@ from losslab.exact.three_node import ThreeNodeMilp, and_outputs
 from losslab.exact.threshold import binary_labels, resolve_weight_bound
 from losslab.store import register_result
 
-__all__ = ["BRUTE_FORCE_POINTS", "MinErrorResult", "brute_force_min_errors", "min_errors", "noisy_points"]
+__all__ = [
+    "BRUTE_FORCE_POINTS",
+    "MinErrorResult",
+    "brute_force_min_errors",
+    "min_errors",
+    "noisy_points",
+    "teacher_points",
+]
 
 BRUTE_FORCE_POINTS = 14  # the reference enumerates unit labellings: a few thousand LPs at 14 points
 
@@ -104,6 +116,29 @@ def noisy_points(
         )
     )
     y = y.copy()
+    y[flipped] = 1 - y[flipped]
+    return X, y, flipped
+
+
+def teacher_points(dims: int, points: int, flips: int, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Random points of {0, 1}^dims labelled by a random 3-node network, ``flips`` labels flipped.
+
+    The teacher's units have Gaussian weights and the bias that puts half of the points on
+    each side, so about a quarter are positive; the teacher then makes exactly ``flips``
+    errors, which bounds the minimum from above. Returns (X, y, flipped indices).
+    """
+    check_int(dims, "dims", "teacher_points", low=1)
+    check_int(points, "points", "teacher_points", low=1)
+    check_int(flips, "flips", "teacher_points", low=0, high=points)
+    rng = np.random.default_rng([seed, dims, points, flips, 3])
+    X = rng.integers(0, 2, (points, dims)).astype(np.float64)
+    W = rng.standard_normal((2, dims))
+    # The bias halfway between the two middle projections: each unit accepts about half the points.
+    scores = np.sort(X @ W.T, axis=0)
+    middle = points // 2
+    b = -0.5 * (scores[max(middle - 1, 0)] + scores[middle]) if points > 1 else -scores[0] + 0.5
+    y = and_outputs(X, W, b).astype(np.int64)
+    flipped = np.sort(rng.choice(points, flips, replace=False))
     y[flipped] = 1 - y[flipped]
     return X, y, flipped
 

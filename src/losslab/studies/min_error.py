@@ -6,6 +6,12 @@ both sides of that on seeded set-splitting instances with planted label noise
 (`losslab.exact.min_error`): a solvable instance on n elements and round(ratio·n)
 subsets, with a fraction ``noise`` of its 1 + n + m point labels flipped.
 
+With ``family='teacher'`` the same number of points are drawn at random from
+{0, 1}^dims instead and labelled by a random 3-node teacher before the same flips: on
+the Blum–Rivest points the network absorbs almost every flip (the optimum stays 0 or
+1, `losslab.exact.min_error`), while in a low dimension each flip tends to cost an error
+and the MILP's time grows quickly with the number of points.
+
 - The certified optimum: the fewest errors any 3-node network makes, from the MILP
   with per-point error indicators, with HiGHS's proven lower bound (a gap of 0 is a
   certificate; a time limit leaves a stated gap).
@@ -39,8 +45,15 @@ import numpy as np
 import torch
 
 from losslab.data import set_splitting_instance
-from losslab.errors import UserError, check_float, check_int
-from losslab.exact import RELAXATION_CONFIG, brute_force_min_errors, min_errors, noisy_points, three_node_relaxation
+from losslab.errors import UserError, check_choice, check_float, check_int
+from losslab.exact import (
+    RELAXATION_CONFIG,
+    brute_force_min_errors,
+    min_errors,
+    noisy_points,
+    teacher_points,
+    three_node_relaxation,
+)
 from losslab.exact.min_error import BRUTE_FORCE_POINTS
 from losslab.exact.solver import SolverError
 from losslab.models import build_model
@@ -51,7 +64,9 @@ from losslab.studies.base import StudyContext, register_study
 from losslab.train import TrainConfig, init_thetas
 from losslab.train.cost import estimate_training
 
-__all__ = ["MinErrorConfig", "MinErrorStudyResult", "min_error"]
+__all__ = ["FAMILIES", "MinErrorConfig", "MinErrorStudyResult", "min_error"]
+
+FAMILIES = ("set-splitting", "teacher")
 
 
 @dataclass(frozen=True)
@@ -59,6 +74,8 @@ class MinErrorConfig:
     """Instances at each n in ``elements`` (``instances`` seeds each), solved in order within ``budget``."""
 
     elements: tuple[int, ...] = (5, 6, 7, 8, 10, 12, 14, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128)
+    family: str = "set-splitting"  # or 'teacher': as many points (1 + n + m), random in {0,1}^dims, teacher labels
+    dims: int = 6  # the teacher family's dimension: well below the points, so flipped labels cost errors
     ratio: float = 1.5  # subsets per element; solvable instances of 3-subsets exist at this density
     noise: float = 0.2  # fraction of the 1 + n + m point labels flipped (most flips are absorbed: see RESULTS)
     instances: int = 3  # instances per n (seeds seed, seed + 1, …)
@@ -75,6 +92,8 @@ class MinErrorConfig:
             raise UserError("The min-error study needs at least one ground-set size: use elements=5,6,8.")
         for n in self.elements:
             check_int(n, "elements", owner, low=5)
+        check_choice(self.family, "family", owner, FAMILIES)
+        check_int(self.dims, "dims", owner, low=1)
         check_float(self.ratio, "ratio", owner, low=0.0, low_open=True)
         check_float(self.noise, "noise", owner, low=0.0, high=1.0)
         check_int(self.instances, "instances", owner, low=1)
@@ -171,10 +190,12 @@ class MinErrorStudyResult:
 
 
 def _instance(config: MinErrorConfig, n: int, m: int, seed: int, time_limit: float, device: str) -> dict[str, Any]:
-    instance = set_splitting_instance(n, m, seed=seed, kind="solvable")
     points = 1 + n + m
     flips = round(config.noise * points)
-    X, y, _ = noisy_points(instance, flips, seed=seed)
+    if config.family == "set-splitting":
+        X, y, _ = noisy_points(set_splitting_instance(n, m, seed=seed, kind="solvable"), flips, seed=seed)
+    else:
+        X, y, _ = teacher_points(config.dims, points, flips, seed=seed)
     fit = min_errors(X, y, time_limit=time_limit)
     relaxation = three_node_relaxation(
         X,
