@@ -25,26 +25,30 @@ def _min_error(result: MinErrorStudyResult) -> list[Figure]:
     inter = make_subplots(
         rows=1, cols=2, subplot_titles=("errors vs points (mean over instances)", "seconds vs points")
     )
+    done = result.certified == 1
     series = (
-        ("certified optimum (MILP)", result.errors, "o-", "C0"),
-        ("best of the gradient seeds", result.relax_best, "s--", "C3"),
-        ("median seed", result.relax_median, "^:", "C1"),
-        ("planted network (flipped labels)", result.flips, "-", "0.6"),
+        ("certified optimum (MILP)", result.errors[done], n[done], "o-", "C0"),
+        ("best of the gradient seeds", result.relax_best, n, "s--", "C3"),
+        ("median seed", result.relax_median, n, "^:", "C1"),
+        ("planted network (flipped labels)", result.flips, n, "-", "0.6"),
     )
-    for label, values, style, colour in series:
-        xs, ys = _by_n(values, n)
-        ax.plot(xs, ys, style, color=colour, label=label)
-        inter.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=label), 1, 1)
-    open_gap = result.certified == 0
-    if open_gap.any():
-        ax.scatter(
-            n[open_gap], result.lower_bound[open_gap], marker="x", color="k", label="proven lower bound (gap open)"
-        )
+    for label, values, where, style, colour in series:
+        if len(values):
+            xs, ys = _by_n(values, where)
+            ax.plot(xs, ys, style, color=colour, label=label)
+            inter.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=label), 1, 1)
+    open_gap = ~done
+    if open_gap.any():  # a MILP stopped early: its proven bound and the best network known
+        best = np.minimum(np.minimum(result.errors, result.relax_best), result.flips)[open_gap]
+        ax.vlines(n[open_gap], result.lower_bound[open_gap], best, color="k", lw=1)
+        ax.scatter(n[open_gap], result.lower_bound[open_gap], marker="x", color="k", label="proven lower bound")
+        ax.scatter(n[open_gap], best, marker="o", facecolors="none", edgecolors="k", label="best network known")
         inter.add_trace(
             go.Scatter(x=n[open_gap], y=result.lower_bound[open_gap], mode="markers", name="lower bound (gap open)"),
             1,
             1,
         )
+        inter.add_trace(go.Scatter(x=n[open_gap], y=best, mode="markers", name="best network known"), 1, 1)
     ax.set(xlabel="points (1 + n + m)", ylabel="errors of the 3-node network")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
