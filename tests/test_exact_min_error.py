@@ -113,3 +113,23 @@ def test_teacher_points_bound_the_optimum_and_agree_with_brute_force(seed: int) 
     assert X.shape == (13, 4) and set(np.unique(X)) <= {0.0, 1.0} and len(flipped) == 3
     fit = min_errors(X, y)
     assert fit.certified and fit.errors <= 3 and fit.errors == brute_force_min_errors(X, y)
+
+
+# The README's min-error snippet, exactly as in notes/exact.md.
+README_SNIPPET = """
+from losslab.data import set_splitting_instance
+from losslab.exact import min_errors, noisy_points, teacher_points
+
+# Fewest errors of the 3-node network, with a certified gap (losslab study min-error does this per n)
+X, y, flipped = noisy_points(set_splitting_instance(8, 12, seed=0, kind="solvable"), 4, seed=0)
+print(min_errors(X, y).summary())  # 0 errors: the network absorbs the 4 flipped labels
+X, y, flipped = teacher_points(6, 40, 8, seed=0)  # 40 points of {0,1}^6, a 3-node teacher, 8 labels flipped
+result = min_errors(X, y, time_limit=30)
+print(result.errors, result.lower_bound, result.certified)
+"""
+
+
+def test_readme_snippet_runs_as_is(capsys: pytest.CaptureFixture[str]) -> None:
+    exec(compile(README_SNIPPET, "<README>", "exec"), {})
+    first, second = capsys.readouterr().out.strip().splitlines()
+    assert "'errors': 0" in first and second.endswith("True")
