@@ -178,7 +178,7 @@ def three_node_command(
         int | None, typer.Option("--elements", help="Ground set size n of a generated instance (default 10).")
     ] = None,
     subsets: Annotated[int | None, typer.Option("--subsets", help="Number of subsets m (default 15).")] = None,
-    seed: SeedOpt = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of a generated instance.")] = 0,
     solvable: Annotated[
         bool | None,
         typer.Option(
