@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -154,14 +153,12 @@ def test_solver_timeout_is_reported_not_invented(tmp_path: Path, monkeypatch: py
     assert "time_limit=2 s" in line and "raise --time-limit" in line
 
 
-def test_demo_step_is_quick(tmp_path: Path) -> None:
+def test_demo_step_certifies(tmp_path: Path) -> None:
+    # Its time is the demo's business (benchmarks), never a test's: tests assert no wall-clock times.
     from losslab.cli.common import quiet
     from losslab.cli.exact import _demo_exact
 
-    start = time.perf_counter()
     with quiet():
         _demo_exact(tmp_path / "demo", False, "cpu")
-    seconds = time.perf_counter() - start
     run = load(tmp_path / "demo")
     assert run.status == "complete" and run.result.certified
-    assert seconds < 30  # the budget is 10 s on an idle 2-core machine; a shared one runs ~3× slower

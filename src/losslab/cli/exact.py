@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
 import typer
 
 from losslab.cli.app import app
@@ -22,25 +24,26 @@ from losslab.cli.common import (
     finish,
     open_run,
     progress_bar,
+    stderr,
 )
 from losslab.cli.demo import demo_step
-from losslab.data import Dataset, set_splitting_instance
-from losslab.errors import UserError, check_choice, check_float, check_int
+from losslab.data.set_splitting import SetSplittingInstance
+from losslab.errors import UserError
 from losslab.exact import (
-    RELAXATION_CONFIG,
     RELU2_CONFIG,
-    SWEEPS,
-    certify_three_node,
-    element_sizes,
-    parse_patterns,
-    perceptron,
-    relu2_optimum,
-    relu2_sgd_gap,
-    subset_sizes,
-    three_node_relaxation,
-    three_node_scaling,
+    PerceptronConfig,
+    Relu2Config,
+    ScalingConfig,
+    ThreeNodeConfig,
+    load_instance,
+    mixed_instance,
+    run_perceptron,
+    run_relu2,
+    run_scaling,
+    run_three_node,
 )
-from losslab.train import TrainConfig
+from losslab.exact.instances import parse_sizes
+from losslab.exact.runner import relu2_targets
 
 __all__ = [
     "exact_app",
@@ -78,15 +81,39 @@ def _weight_bound(text: str) -> float | str:
     if text in ("auto", "theorem"):
         return text
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
         raise UserError(f"The '--weight-bound' option must be 'auto' or a number > 0. Got {text!r}.") from None
-    return check_float(value, "weight_bound", "exact", low=0.0, low_open=True)
 
 
-def _arrays(dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
-    X, y = dataset.split("train")
-    return X.flatten(1).double().numpy(), y.numpy()
+@contextmanager
+def warning_lines(summary_warnings: list[str]) -> Iterator[None]:
+    """Print each `UserWarning` raised inside as one ``losslab: warning:`` line on stderr.
+
+    The lines are also appended to ``summary_warnings``, which the command puts in its
+    summary, so ``--json`` carries them.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        yield
+    for item in caught:
+        if issubclass(item.category, UserWarning):
+            warning_line(str(item.message), summary_warnings)
+        else:
+            warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
+
+
+def warning_line(text: str, summary_warnings: list[str]) -> None:
+    """One ``losslab: warning:`` line on stderr, recorded for the summary (once)."""
+    if text not in summary_warnings:
+        summary_warnings.append(text)
+        stderr.print(f"losslab: warning: {text}", markup=False)
+
+
+def _warned(summary: dict[str, Any], lines: list[str]) -> dict[str, Any]:
+    if lines:
+        summary["warnings"] = lines
+    return summary
 
 
 @exact_app.command("perceptron")
@@ -108,34 +135,50 @@ def perceptron_command(
     time_limit: TimeLimitOpt = 60.0,
 ) -> None:
     """Is two-class data linearly separable? A max-margin unit, or a checked proof it is not."""
-    check_float(time_limit, "time_limit", "exact perceptron", low=0.0, low_open=True)
-    bound = _weight_bound(weight_bound)
-    setup = Setup(data=data, seed=seed)
-    X, y = _arrays(setup.dataset)
-    config = {
-        "data": data,
-        "seed": seed,
-        "fewest_errors": fewest_errors,
-        "weight_bound": weight_bound,
-        "time_limit": time_limit,
-    }
-    with open_run("exact perceptron", out, config=config, force=force, seeds={"seed": seed}) as run:
-        result = perceptron(X, y, fewest=fewest_errors, weight_bound=bound, time_limit=time_limit)
-        finish(
-            run,
-            {"perceptron": result},
-            result.summary(),
-            json_out=json_out,
-            title=f"exact perceptron on {data}",
-        )
+    config = PerceptronConfig(
+        fewest_errors=fewest_errors, weight_bound=_weight_bound(weight_bound), time_limit=time_limit
+    )
+    dataset = Setup(data=data, seed=seed).dataset
+    with open_run("exact perceptron", out, config={"data": data, "seed": seed, **config.to_dict()}, force=force) as run:
+        result = run_perceptron(dataset, config)
+        finish(run, {"perceptron": result}, result.summary(), json_out=json_out, title=f"exact perceptron on {data}")
+
+
+def _instance(
+    data: str | None, elements: int | None, subsets: int | None, seed: int, solvable: bool | None, size: str | None
+) -> tuple[SetSplittingInstance, dict[str, Any]]:
+    """The user's instance (--data), or a generated one; and how it was made, for run.json."""
+    if data is not None:
+        given = [f"--{k}" for k, v in (("elements", elements), ("subsets", subsets), ("size", size)) if v is not None]
+        given += ["--solvable/--unsolvable"] if solvable is not None else []
+        if given:
+            raise UserError(
+                f"--data gives the whole instance, so {', '.join(given)} cannot be used with it: drop one or the other."
+            )
+        return load_instance(data), {"data": data}
+    kind = "random" if solvable is None else ("solvable" if solvable else "unsolvable")
+    sizes = parse_sizes(size or "3")
+    n, m = elements if elements is not None else 10, subsets if subsets is not None else 15
+    made = {"elements": n, "subsets": m, "seed": seed, "kind": kind, "size": list(sizes)}
+    return mixed_instance(n, m, sizes=sizes, seed=seed, kind=kind), made
 
 
 @exact_app.command("three-node")
 @command
 def three_node_command(
-    elements: Annotated[int, typer.Option("--elements", help="Ground set size n (the points live in {0,1}^n).")] = 10,
-    subsets: Annotated[int, typer.Option("--subsets", help="Number of subsets m.")] = 15,
-    seed: SeedOpt = 0,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data",
+            help='Your instance: a JSON file {"elements": n, "subsets": [[0,1,2],[1,3],...]} '
+            "or path/to/file.py:function / package.module:function returning (n, subsets).",
+        ),
+    ] = None,
+    elements: Annotated[
+        int | None, typer.Option("--elements", help="Ground set size n of a generated instance (default 10).")
+    ] = None,
+    subsets: Annotated[int | None, typer.Option("--subsets", help="Number of subsets m (default 15).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of a generated instance.")] = 0,
     solvable: Annotated[
         bool | None,
         typer.Option(
@@ -143,7 +186,10 @@ def three_node_command(
             help="Plant a splitting, or an unsplittable core; neither: uniformly random subsets.",
         ),
     ] = None,
-    size: Annotated[int, typer.Option("--size", help="Elements per subset (3: NP-complete; 2: bipartiteness).")] = 3,
+    size: Annotated[
+        str | None,
+        typer.Option("--size", help="Elements per subset, or several sizes to mix (2,3,4); default 3 (NP-complete)."),
+    ] = None,
     fewest_errors: Annotated[
         bool,
         typer.Option("--fewest-errors", help="Also find the network with the fewest errors (a larger MILP)."),
@@ -152,6 +198,12 @@ def three_node_command(
         int,
         typer.Option("--relax-seeds", help="Seeds of gradient descent on the sigmoid relaxation (0: skip)."),
     ] = 32,
+    proof: Annotated[
+        bool,
+        typer.Option(
+            "--proof/--no-proof", help="When no splitting exists, find and check a minimal unsplittable core."
+        ),
+    ] = True,
     weight_bound: WeightBoundOpt = "auto",
     time_limit: TimeLimitOpt = 60.0,
     device: DeviceOpt = "cpu",
@@ -159,49 +211,31 @@ def three_node_command(
     force: ForceOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Train the Blum–Rivest 3-node network exactly on a set-splitting instance, and check it."""
-    check_int(relax_seeds, "relax_seeds", "exact three-node", low=0)
-    check_float(time_limit, "time_limit", "exact three-node", low=0.0, low_open=True)
-    bound = _weight_bound(weight_bound)
-    kind = "random" if solvable is None else ("solvable" if solvable else "unsolvable")
-    Setup(device=device)  # validates the device
-    instance = set_splitting_instance(elements, subsets, seed=seed, kind=kind, size=size)
-    config = {
-        "elements": elements,
-        "subsets": subsets,
-        "seed": seed,
-        "kind": kind,
-        "size": size,
-        "fewest_errors": fewest_errors,
-        "relax_seeds": relax_seeds,
-        "weight_bound": weight_bound,
-        "time_limit": time_limit,
-        "relaxation": RELAXATION_CONFIG.to_dict() if relax_seeds else None,
-    }
-    with open_run("exact three-node", out, config=config, force=force, seeds={"instance": seed}, device=device) as run:
-        result = certify_three_node(instance, fewest=fewest_errors, weight_bound=bound, time_limit=time_limit)
-        if relax_seeds:
-            X, y = instance.points()
-            result.relaxation = three_node_relaxation(
-                X, y, trainable=result.decision.trainable, seeds=relax_seeds, device=device
-            )
-        finish(
-            run,
-            {"three_node": result},
-            result.summary(),
-            json_out=json_out,
-            title=f"exact three-node: n = {elements}, m = {subsets}, {kind}, seed {seed}",
-        )
+    """Train the Blum–Rivest 3-node network exactly on a set-splitting instance (yours or generated), and check it."""
+    config = ThreeNodeConfig(
+        fewest_errors=fewest_errors,
+        relax_seeds=relax_seeds,
+        weight_bound=_weight_bound(weight_bound),
+        time_limit=time_limit,
+        proof=proof,
+        device=device,
+    )
+    instance, made = _instance(data, elements, subsets, seed, solvable, size)
+    run_config = {"instance": made, **config.to_dict()}
+    seeds = {"instance": seed} if data is None else {}
+    with open_run("exact three-node", out, config=run_config, force=force, seeds=seeds, device=device) as run:
+        result = run_three_node(instance, config)
+        result.source = data or ""
+        described = data if data is not None else f"{made['kind']}, seed {seed}"
+        title = f"exact three-node: n = {instance.elements}, m = {instance.subset_count}, {described}"
+        finish(run, {"three_node": result}, result.summary(), json_out=json_out, title=title)
 
 
-def _ratios(text: str) -> list[float]:
+def _ratios(text: str) -> tuple[float, ...]:
     try:
-        values = [float(v) for v in text.split(",") if v.strip()]
+        return tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
-        values = []
-    if not values or min(values) <= 0:
-        raise UserError(f"The '--ratios' option must be positive numbers separated by commas. Got {text!r}.")
-    return values
+        raise UserError(f"The '--ratios' option must be positive numbers separated by commas. Got {text!r}.") from None
 
 
 @exact_app.command("scaling")
@@ -254,61 +288,25 @@ def scaling_command(
     json_out: JsonOpt = False,
 ) -> None:
     """Time to certify the 3-node network vs instance size, until a budget runs out (resumable)."""
-    check_choice(sweep, "sweep", "exact scaling", SWEEPS)
-    check_int(seeds, "seeds", "exact scaling", low=1)
-    check_int(start, "start", "exact scaling", low=3)
-    check_int(stop, "stop", "exact scaling", low=start)
-    check_float(ratio, "ratio", "exact scaling", low=0.0, low_open=True)
-    check_float(budget, "budget", "exact scaling", low=0.0, low_open=True)
-    check_int(relax_seeds, "relax_seeds", "exact scaling", low=0)
-    sizes = element_sizes(start, stop, ratio) if sweep == "elements" else subset_sizes(elements, _ratios(ratios))
+    config = ScalingConfig(
+        sweep=sweep,
+        start=start,
+        stop=stop,
+        ratio=ratio,
+        elements=elements,
+        ratios=_ratios(ratios),
+        seeds=seeds,
+        kind=kind,
+        budget=budget,
+        instance_time_limit=instance_time_limit,
+        relax_seeds=relax_seeds,
+    )
     seed_list = list(range(seeds))
-    config = {
-        "sweep": sweep,
-        "sizes": sizes,
-        "seeds": seed_list,
-        "kind": kind,
-        "budget": budget,
-        "instance_time_limit": instance_time_limit,
-        "relax_seeds": relax_seeds,
-        "relaxation": RELAXATION_CONFIG.to_dict() if relax_seeds else None,
-    }
-    with open_run("exact scaling", out, config=config, force=force, seeds={"seeds": seed_list}) as run:
-        chunks = run.chunks("scaling", config)
+    with open_run("exact scaling", out, config=config.to_dict(), force=force, seeds={"seeds": seed_list}) as run:
         with progress_bar("certifying", not json_out) as update:
-            result = three_node_scaling(
-                sizes,
-                seeds=seed_list,
-                kind=kind,
-                sweep=sweep,
-                budget_seconds=budget,
-                instance_time_limit=instance_time_limit,
-                relax_seeds=relax_seeds,
-                chunks=chunks,
-                progress=update,
-            )
-        finish(
-            run,
-            {"scaling": result},
-            result.summary(),
-            json_out=json_out,
-            title=f"exact scaling: 3-node network, {sweep} sweep",
-        )
-
-
-def _targets(dataset: Dataset) -> tuple[np.ndarray, np.ndarray, str]:
-    X, y = _arrays(dataset)
-    if dataset.task == "classification":
-        if dataset.num_classes != 2 or not np.isin(y, (0, 1)).all():
-            raise UserError(
-                "relu2 fits one real output: give regression data with one target or two "
-                "classes (fitted as ±1); "
-                f"{dataset.name!r} has {dataset.num_classes} classes."
-            )
-        return X, 2.0 * y - 1.0, "two classes as targets ±1"
-    if y.ndim == 2 and y.shape[1] != 1:
-        raise UserError(f"relu2 fits one real output; {dataset.name!r} has {y.shape[1]} targets per point.")
-    return X, y.reshape(-1).astype(np.float64), "regression targets"
+            result = run_scaling(None, config, store=run, progress=update)
+        title = f"exact scaling: 3-node network, {sweep} sweep"
+        finish(run, {"scaling": result}, result.summary(), json_out=json_out, title=title)
 
 
 @exact_app.command("relu2")
@@ -341,6 +339,9 @@ def relu2_command(
         int,
         typer.Option("--max-patterns", help="Refuse exact enumeration above this many patterns."),
     ] = 1_000_000,
+    tol: Annotated[
+        float, typer.Option("--tol", help="Certified once (upper − lower bound) ≤ tol · upper bound.")
+    ] = 1e-6,
     time_limit: TimeLimitOpt = 300.0,
     seed: SeedOpt = 0,
     device: DeviceOpt = "cpu",
@@ -350,72 +351,34 @@ def relu2_command(
     json_out: JsonOpt = False,
 ) -> None:
     """The certified optimum of a two-layer ReLU network with weight decay, and SGD's gap to it."""
-    check_float(lam, "lam", "exact relu2", low=0.0, low_open=True)
-    check_int(sgd_seeds, "sgd_seeds", "exact relu2", low=0)
-    check_int(batch_size, "batch_size", "exact relu2", low=0)
-    parse_patterns(patterns)
-    setup = Setup(data=data, seed=seed, device=device, dtype=dtype)
-    X, y, target = _targets(setup.dataset)
-    train_config = TrainConfig(
+    config = Relu2Config(
+        lam=lam,
+        patterns=patterns,
+        tol=tol,
+        max_patterns=max_patterns,
+        time_limit=time_limit,
+        seed=seed,
+        sgd_seeds=sgd_seeds,
+        width=width,
         optimizer=optimizer,
         lr=lr,
-        batch_size=batch_size or None,
         steps=steps,
-        schedule=RELU2_CONFIG.schedule,
-        record_every=max(1, steps // 12),
-        weight_decay=lam,
-    )
-    config: dict[str, Any] = {
-        "data": data,
-        "lam": lam,
-        "patterns": patterns,
-        "targets": target,
-        "sgd_seeds": sgd_seeds,
-        "width": width,
-        "train": train_config.to_dict(),
-        "max_patterns": max_patterns,
-        "time_limit": time_limit,
-        "seed": seed,
-    }
-    with open_run(
-        "exact relu2",
-        out,
-        config=config,
-        force=force,
-        seeds={"patterns": seed, "sgd_first_seed": seed},
+        batch_size=batch_size,
         device=device,
         dtype=dtype,
-    ) as run:
-        with progress_bar("column generation", not json_out) as update:
-            result = relu2_optimum(
-                X,
-                y,
-                lam,
-                patterns=patterns,
-                seed=seed,
-                max_patterns=max_patterns,
-                time_limit=time_limit,
-                progress=update,
-            )
-        if sgd_seeds:
-            with progress_bar("gradient training", not json_out) as update:
-                result.sgd = relu2_sgd_gap(
-                    result,
-                    seeds=sgd_seeds,
-                    width=width,
-                    config=train_config,
-                    device=device,
-                    dtype=dtype,
-                    first_seed=seed,
-                    progress=update,
-                )
-        finish(
-            run,
-            {"relu2": result},
-            result.summary(),
-            json_out=json_out,
-            title=f"exact relu2 on {data} (λ = {lam:g}, patterns {patterns})",
-        )
+    )
+    dataset = Setup(data=data, seed=seed, device=device, dtype=dtype).dataset
+    _, _, targets = relu2_targets(dataset)  # refuses data relu2 cannot fit before a run directory exists
+    run_config = {"data": data, "targets": targets, **config.to_dict()}
+    seeds = {"patterns": seed, "sgd_first_seed": seed}
+    with open_run("exact relu2", out, config=run_config, force=force, seeds=seeds, device=device, dtype=dtype) as run:
+        lines: list[str] = []
+        with progress_bar("relu2", not json_out) as update, warning_lines(lines):
+            result = run_relu2(dataset, config, progress=update)
+        if not result.certified and not any(result.reason in line for line in lines):
+            warning_line(f"relu2: not certified: {result.reason}", lines)
+        title = f"exact relu2 on {data} (λ = {lam:g}, patterns {patterns})"
+        finish(run, {"relu2": result}, _warned(result.summary(), lines), json_out=json_out, title=title)
 
 
 @demo_step(

@@ -43,6 +43,7 @@ over the sampled patterns: a valid network and an upper bound on p*, not a certi
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,7 +83,9 @@ class Relu2Result:
     ``optimum`` is the objective of the recovered network (``U`` [m, d+1], first-layer
     weights with the bias last; ``alpha`` [m], output weights), evaluated directly;
     ``lower_bound`` a proven lower bound on the program over ``patterns``;
-    ``certified`` says the program covered all patterns and the gap is within ``tol``.
+    ``certified`` says the program covered all patterns and the gap is within ``tol``;
+    when it is False, ``reason`` says why. ``warnings`` lists what the caller should know
+    about the problem solved (e.g. a constant input column acting as a second bias).
     ``convex_value`` is the program's value at the solver's point, ``solver_gap`` the
     solver's own primal–dual gap on the last working set.
     """
@@ -107,6 +110,8 @@ class Relu2Result:
     y: np.ndarray
     history: dict[str, np.ndarray] = field(default_factory=dict)
     sgd: Any = None
+    reason: str = ""
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def width(self) -> int:
@@ -124,6 +129,7 @@ class Relu2Result:
             if self.patterns == "all"
             else "optimum over sampled patterns (upper bound on the global optimum)",
             "certified": self.certified,
+            **({} if self.certified else {"reason": self.reason}),
             "optimum": self.optimum,
             "lower_bound": self.lower_bound,
             "gap": self.gap,
@@ -134,6 +140,8 @@ class Relu2Result:
             "rounds": self.rounds,
             "seconds": round(self.seconds, 3),
         }
+        if self.warnings:
+            out["warnings"] = list(self.warnings)
         if self.sgd is not None:
             out["sgd"] = self.sgd.summary()
         return out
@@ -408,6 +416,9 @@ def relu2_optimum(
         raise UserError("The relu2 data contain NaN or inf: clean or impute them first.")
     start = time.perf_counter()
     sampled = parse_patterns(patterns)
+    notes = _constant_columns(X)
+    for note in notes:
+        warnings.warn(note, UserWarning, stacklevel=2)
     Xt = np.c_[X, np.ones(len(X))]
     rows, inverse = np.unique(Xt, axis=0, return_inverse=True)  # duplicated points always share a sign
     if sampled is None:
@@ -465,6 +476,10 @@ def relu2_optimum(
             best, value, status, solver_gap = polished, value2, status2, gap2
     upper, U, alpha = best
     gap = upper - lower
+    certified = sampled is None and gap <= tol * upper
+    reason = "" if certified else _not_certified(sampled, gap, upper, tol, solver_gap)
+    if reason and sampled is None:  # sampled patterns were asked for: an upper bound is what the caller wanted
+        warnings.warn(f"relu2_optimum: not certified: {reason}", UserWarning, stacklevel=2)
     return Relu2Result(
         lam=lam,
         patterns=patterns,
@@ -475,7 +490,7 @@ def relu2_optimum(
         lower_bound=lower,
         gap=gap,
         tol=tol,
-        certified=sampled is None and gap <= tol * upper,
+        certified=certified,
         convex_value=value,
         solver_status=status,
         solver_gap=solver_gap,
@@ -485,6 +500,42 @@ def relu2_optimum(
         X=X,
         y=y,
         history={k: np.asarray(v) for k, v in history.items()},
+        reason=reason,
+        warnings=notes,
+    )
+
+
+def _constant_columns(X: np.ndarray) -> list[str]:
+    """A warning for each nonzero constant column of X: it would be a second bias.
+
+    The program appends its own bias column, so a column c·1 lets the network put part
+    of each unit's bias on it; the weight decay then charges that bias
+    (λ/2)·b²/(1 + c²) instead of (λ/2)·b², a different (less regularized) problem. A zero
+    column is harmless (its weights decay to 0), and one point has no columns to compare.
+    """
+    if len(X) < 2:
+        return []
+    constant = np.flatnonzero((X == X[:1]).all(0) & (X[0] != 0))
+    return [
+        f"Column {int(j)} of the relu2 inputs X is constant ({X[0, j]:g}): relu2 appends its own bias column, "
+        "so this one acts as a second bias and the weight decay on the bias is weaker than stated "
+        "(another problem is solved); drop that column from X."
+        for j in constant
+    ]
+
+
+def _not_certified(sampled: int | None, gap: float, upper: float, tol: float, solver_gap: float) -> str:
+    """Why a finished solve is not a certificate, in words the caller can act on."""
+    if sampled is not None:
+        return (
+            f"only {sampled} sampled activation patterns were searched, so the optimum is an upper bound "
+            "on the global one; use patterns='all' for a certificate"
+        )
+    relative = gap / upper if upper > 0 else float("inf")
+    return (
+        f"every activation pattern was priced, but the certified gap {gap:.3g} ({relative:.3g} relative) "
+        f"is above tol={tol:g}; the interior-point solves stop at a relative accuracy of about 1e-8 "
+        f"(last solver gap {solver_gap:.3g}), so tolerances below that are out of reach: use tol ≥ 1e-7"
     )
 
 

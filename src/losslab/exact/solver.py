@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -16,7 +17,7 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 
 from losslab.errors import UserError
 
-__all__ = ["MilpOutcome", "SolverError", "solve_milp"]
+__all__ = ["MilpOutcome", "SolverError", "solve_milp", "solve_milp_bounded"]
 
 # scipy.optimize.milp's status codes (HiGHS underneath).
 _MILP_STATUS = {0: "optimal", 1: "time_limit", 2: "infeasible", 3: "unbounded", 4: "failed"}
@@ -44,6 +45,28 @@ class MilpOutcome:
     objective: float | None
     nodes: int
     seconds: float
+    dual_bound: float | None = None  # HiGHS's proven bound on the optimum (minimization: from below)
+
+
+def _highs(
+    c: np.ndarray,
+    A: sp.spmatrix,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    bounds: tuple[np.ndarray, np.ndarray],
+    integrality: np.ndarray,
+    time_limit: float,
+) -> tuple[Any, str, int, float]:
+    start = time.perf_counter()
+    result = milp(
+        c,
+        constraints=LinearConstraint(A, lower, upper),
+        bounds=Bounds(*bounds),
+        integrality=integrality,
+        options={"time_limit": float(time_limit), "mip_rel_gap": 0.0, "presolve": True},
+    )
+    status = _MILP_STATUS.get(result.status, "failed")
+    return result, status, int(getattr(result, "mip_node_count", 0) or 0), time.perf_counter() - start
 
 
 def solve_milp(
@@ -61,17 +84,7 @@ def solve_milp(
 
     Raises `SolverError` unless HiGHS proves optimality or infeasibility within ``time_limit``.
     """
-    start = time.perf_counter()
-    result = milp(
-        c,
-        constraints=LinearConstraint(A, lower, upper),
-        bounds=Bounds(*bounds),
-        integrality=integrality,
-        options={"time_limit": float(time_limit), "mip_rel_gap": 0.0, "presolve": True},
-    )
-    seconds = time.perf_counter() - start
-    status = _MILP_STATUS.get(result.status, "failed")
-    nodes = int(getattr(result, "mip_node_count", 0) or 0)
+    result, status, nodes, seconds = _highs(c, A, lower, upper, bounds, integrality, time_limit)
     if status == "optimal":
         return MilpOutcome(status, np.asarray(result.x), float(result.fun), nodes, seconds)
     if status == "infeasible":
@@ -87,6 +100,40 @@ def solve_milp(
         f"HiGHS stopped on {what} with status {status!r} ({result.message}): "
         "the model may be badly "
         "scaled; try a smaller weight bound.",
+        status=status,
+        seconds=seconds,
+    )
+
+
+def solve_milp_bounded(
+    c: np.ndarray,
+    A: sp.spmatrix,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    bounds: tuple[np.ndarray, np.ndarray],
+    integrality: np.ndarray,
+    *,
+    time_limit: float,
+    what: str,
+) -> MilpOutcome:
+    """Like `solve_milp`, but a stop at ``time_limit`` returns what HiGHS has, with its bound.
+
+    ``status`` is 'optimal', 'infeasible' or 'time_limit'; at a time limit ``x`` is the best
+    solution found (None if none was) and ``dual_bound`` the proven lower bound on the
+    optimum, so the caller can state a certified gap instead of failing. Other stops raise.
+    """
+    result, status, nodes, seconds = _highs(c, A, lower, upper, bounds, integrality, time_limit)
+    bound = getattr(result, "mip_dual_bound", None)
+    bound = float(bound) if bound is not None and np.isfinite(bound) else None
+    if status in ("optimal", "time_limit"):
+        x = None if result.x is None else np.asarray(result.x)
+        objective = None if result.x is None else float(result.fun)
+        return MilpOutcome(status, x, objective, nodes, seconds, objective if status == "optimal" else bound)
+    if status == "infeasible":
+        return MilpOutcome(status, None, None, nodes, seconds)
+    raise SolverError(
+        f"HiGHS stopped on {what} with status {status!r} ({result.message}): the model may be badly scaled; "
+        "try a smaller weight bound.",
         status=status,
         seconds=seconds,
     )

@@ -35,7 +35,7 @@ with its binaries fixed and checked by evaluating the network on every point.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -49,6 +49,7 @@ from losslab.store import register_result
 
 __all__ = [
     "ThreeNodeFit",
+    "ThreeNodeMilp",
     "ThreeNodeResult",
     "and_outputs",
     "brute_force_splitting",
@@ -104,6 +105,9 @@ class ThreeNodeResult:
     element) read off the trained network (unit 1's rejections), or a brute-force
     splitting, or empty when none exists; ``splitting_exists`` is 1/0 from brute
     force, −1 when n was too large to enumerate; ``agrees`` says the theorem held.
+    ``core`` (when no splitting exists and a proof was asked for) lists the rows of a
+    minimal unsplittable family, checked as ``core_check`` says ('exhaustive' or 'milp');
+    ``source`` names where a user instance came from.
     """
 
     elements: int
@@ -117,13 +121,16 @@ class ThreeNodeResult:
     agrees: bool | None
     fewest: ThreeNodeFit | None = None
     relaxation: Any = None
+    core: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    core_check: str = ""
+    source: str = ""
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "elements": self.elements,
             "subsets": int(len(self.subsets)),
             "kind": self.kind,
-            "seed": self.seed,
+            **({"source": self.source} if self.source else {"seed": self.seed}),
             "trainable": self.decision.trainable,
             "exact": self.decision.exact,
             "milp_seconds": round(self.decision.seconds, 4),
@@ -132,6 +139,15 @@ class ThreeNodeResult:
             "brute_seconds": round(self.brute_seconds, 4),
             "theorem_holds": self.agrees,
         }
+        if len(self.splitting):
+            colour = self.splitting.astype(bool)
+            out["splitting"] = {"S1": np.flatnonzero(~colour).tolist(), "S2": np.flatnonzero(colour).tolist()}
+        if len(self.core):
+            out["proof"] = {
+                "unsplittable_subsets": [np.flatnonzero(self.subsets[j]).tolist() for j in self.core],
+                "rows": self.core.tolist(),
+                "checked": self.core_check,
+            }
         if self.fewest is not None:
             out["fewest_errors"] = self.fewest.errors
         if self.relaxation is not None:
@@ -186,52 +202,9 @@ def train_three_node(
     variant = "fewest" if fewest else "decision"
     M, exact, note = _weight_bound(X, weight_bound, instance, variant)
     n, d = X.shape
-    Xt = np.c_[X, np.ones(n)]
-    B = big_m(X, M)
-    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
-    nz = len(neg)
-    ne = n if fewest else 0
-    width = 2 * (d + 1) + nz + ne
-    unit = [slice(0, d + 1), slice(d + 1, 2 * (d + 1))]
-    rows, lower, upper = [], [], []
-
-    def row(k: int, j: int, z: float = 0.0, z_index: int | None = None, e: float = 0.0) -> sp.csr_matrix:
-        r = np.zeros(width)
-        r[unit[j]] = Xt[k]
-        if z_index is not None:
-            r[2 * (d + 1) + z_index] = z
-        if fewest:
-            r[2 * (d + 1) + nz + k] = e
-        return r
-
-    for k in pos:
-        for j in range(2):
-            rows.append(row(k, j, e=B[k]))
-            lower.append(1.0)
-            upper.append(np.inf)
-    for t, k in enumerate(neg):
-        rows.append(row(k, 0, z=-B[k], z_index=t, e=-B[k]))
-        lower.append(-np.inf)
-        upper.append(-1.0)
-        rows.append(row(k, 1, z=B[k], z_index=t, e=-B[k]))
-        lower.append(-np.inf)
-        upper.append(-1.0 + B[k])
-    A = sp.csr_matrix(np.array(rows)) if rows else sp.csr_matrix((0, width))
-    c = np.r_[np.zeros(2 * (d + 1) + nz), np.ones(ne)]
-    lo = np.r_[np.full(2 * (d + 1), -M), np.zeros(nz + ne)]
-    hi = np.r_[np.full(2 * (d + 1), M), np.ones(nz + ne)]
-    if nz:
-        hi[2 * (d + 1)] = 0.0  # the units are interchangeable: unit 1 rejects the first negative
-    integrality = np.r_[np.zeros(2 * (d + 1)), np.ones(nz + ne)]
+    program = ThreeNodeMilp(X, y, M, fewest)
     outcome = solve_milp(
-        c,
-        A,
-        np.array(lower),
-        np.array(upper),
-        (lo, hi),
-        integrality,
-        time_limit=time_limit,
-        what=f"the 3-node {variant} MILP ({n} points in {d} dimensions)",
+        *program.arrays(), time_limit=time_limit, what=f"the 3-node {variant} MILP ({n} points in {d} dimensions)"
     )
     if outcome.x is None:
         if fewest:
@@ -251,16 +224,7 @@ def train_three_node(
             outcome.nodes,
             outcome.seconds,
         )
-    x = outcome.x
-    z = x[2 * (d + 1) : 2 * (d + 1) + nz] > 0.5
-    wrong = x[2 * (d + 1) + nz :] > 0.5 if fewest else np.zeros(n, dtype=bool)
-    W, b = np.zeros((2, d)), np.zeros(2)
-    for j, rejects in enumerate((neg[~z], neg[z])):
-        keep_pos, keep_neg = pos[~wrong[pos]], rejects[~wrong[rejects]]
-        fit = fit_unit(np.r_[Xt[keep_pos], -Xt[keep_neg]], M)
-        if fit is None:
-            raise SolverError(f"The 3-node {variant} solution did not re-solve as an LP.", status="unverified")
-        W[j], b[j] = fit
+    W, b = program.network(outcome.x, variant)
     errors = int((and_outputs(X, W, b) != (y == 1)).sum())
     if errors > (round(outcome.objective or 0) if fewest else 0):
         raise SolverError(
@@ -268,6 +232,81 @@ def train_three_node(
             status="unverified",
         )
     return ThreeNodeFit(variant, errors == 0, errors, W, b, M, exact, note, outcome.nodes, outcome.seconds)
+
+
+class ThreeNodeMilp:
+    """The MILP of the module docstring on (X, y) with weights in [−M, M] (``fewest``: with e_k).
+
+    Variables, in order: (w₁, b₁), (w₂, b₂), z for each negative point, e for each point.
+    """
+
+    def __init__(self, X: np.ndarray, y: np.ndarray, M: float, fewest: bool) -> None:
+        self.X, self.y, self.M, self.fewest = X, y, M, fewest
+        n, d = X.shape
+        self.Xt = np.c_[X, np.ones(n)]
+        self.pos, self.neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+        self.d, self.nz, self.ne = d, len(self.neg), n if fewest else 0
+
+    def arrays(self) -> tuple[Any, ...]:
+        """(c, A, lower, upper, (lo, hi), integrality) for `solve_milp`."""
+        d, nz, ne, Xt = self.d, self.nz, self.ne, self.Xt
+        B = big_m(self.X, self.M)
+        width = 2 * (d + 1) + nz + ne
+        unit = [slice(0, d + 1), slice(d + 1, 2 * (d + 1))]
+        rows, lower, upper = [], [], []
+
+        def row(k: int, j: int, z: float = 0.0, z_index: int | None = None, e: float = 0.0) -> np.ndarray:
+            r = np.zeros(width)
+            r[unit[j]] = Xt[k]
+            if z_index is not None:
+                r[2 * (d + 1) + z_index] = z
+            if self.fewest:
+                r[2 * (d + 1) + nz + k] = e
+            return r
+
+        for k in self.pos:
+            for j in range(2):
+                rows.append(row(k, j, e=B[k]))
+                lower.append(1.0)
+                upper.append(np.inf)
+        for t, k in enumerate(self.neg):
+            rows.append(row(k, 0, z=-B[k], z_index=t, e=-B[k]))
+            lower.append(-np.inf)
+            upper.append(-1.0)
+            rows.append(row(k, 1, z=B[k], z_index=t, e=-B[k]))
+            lower.append(-np.inf)
+            upper.append(-1.0 + B[k])
+        A = sp.csr_matrix(np.array(rows)) if rows else sp.csr_matrix((0, width))
+        c = np.r_[np.zeros(2 * (d + 1) + nz), np.ones(ne)]
+        lo = np.r_[np.full(2 * (d + 1), -self.M), np.zeros(nz + ne)]
+        hi = np.r_[np.full(2 * (d + 1), self.M), np.ones(nz + ne)]
+        if nz:
+            hi[2 * (d + 1)] = 0.0  # the units are interchangeable: unit 1 rejects the first negative
+        integrality = np.r_[np.zeros(2 * (d + 1)), np.ones(nz + ne)]
+        return c, A, np.array(lower), np.array(upper), (lo, hi), integrality
+
+    def wrong(self, x: np.ndarray) -> np.ndarray:
+        """The points a solution gives up on (e_k = 1), bool [n]."""
+        if not self.fewest:
+            return np.zeros(len(self.y), dtype=bool)
+        return x[2 * (self.d + 1) + self.nz :] > 0.5
+
+    def network(self, x: np.ndarray, variant: str) -> tuple[np.ndarray, np.ndarray]:
+        """(W [2, d], b [2]) re-solved as two LPs with the binaries of ``x`` fixed.
+
+        HiGHS's integrality tolerance could otherwise shave the margin of the units returned.
+        """
+        d, nz = self.d, self.nz
+        z = x[2 * (d + 1) : 2 * (d + 1) + nz] > 0.5
+        wrong = self.wrong(x)
+        W, b = np.zeros((2, d)), np.zeros(2)
+        for j, rejects in enumerate((self.neg[~z], self.neg[z])):
+            keep_pos, keep_neg = self.pos[~wrong[self.pos]], rejects[~wrong[rejects]]
+            fit = fit_unit(np.r_[self.Xt[keep_pos], -self.Xt[keep_neg]], self.M)
+            if fit is None:
+                raise SolverError(f"The 3-node {variant} solution did not re-solve as an LP.", status="unverified")
+            W[j], b[j] = fit
+        return W, b
 
 
 def splitting_network(instance: SetSplittingInstance, colouring: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -112,7 +112,13 @@ def _three_node(result: ThreeNodeResult) -> list[Figure]:
     shown = S.astype(float)
     if len(result.splitting):
         shown = np.where(S > 0, 1.0 + result.splitting[None, :], 0.0)
-    palette = ["white", "#2166ac", "#b2182b"] if len(result.splitting) else ["white", "#636363", "#636363"]
+    elif len(result.core):  # the proof: the unsplittable core's rows in red, the other subsets grey
+        in_core = np.isin(np.arange(len(S)), result.core)
+        shown = np.where(S > 0, 1.0 + in_core[:, None], 0.0)
+    if len(result.splitting):
+        palette = ["white", "#2166ac", "#b2182b"]
+    else:
+        palette = ["white", "#bdbdbd", "#b2182b"] if len(result.core) else ["white", "#636363", "#636363"]
     ax.imshow(shown, aspect="auto", cmap=ListedColormap(palette), vmin=0, vmax=2, interpolation="nearest")
     ax.set(xlabel="element", ylabel="subset", xticks=range(result.elements))
     answer = "trainable" if result.decision.trainable else "not trainable"
@@ -132,7 +138,12 @@ def _three_node(result: ThreeNodeResult) -> list[Figure]:
         "network "
         "(unit 1's rejections)."
         if len(result.splitting)
-        else "No splitting exists: nothing to colour."
+        else (
+            f"No splitting exists. Red rows: {len(result.core)} subsets that no colouring splits "
+            f"(checked: {result.core_check}); grey: the others."
+            if len(result.core)
+            else "No splitting exists: nothing to colour."
+        )
     )
     figures = [Figure("instance", title, fig, inter, caption)]
     if result.relaxation is not None:
