@@ -40,6 +40,10 @@ class Operator:
     matmat : ``fn(V [k, d]) -> A V`` row by row, in ``dtype`` on ``device``.
     dim, dtype, device : the space the operator acts on.
     name : what it is ('hessian', 'ggn', 'dense', 'hessian[1]' for a block), for reports.
+    reference : the same map at float64, ``fn(V [k, d] float64) -> A V`` (optional). Below
+        float64, `lanczos` multiplies its returned vectors by it once, so that the residuals
+        it certifies are against the exact operator and include the products' own rounding.
+        Its products are counted in ``reference_count``, not ``count``.
     """
 
     def __init__(
@@ -50,8 +54,11 @@ class Operator:
         dtype: torch.dtype,
         device: torch.device,
         name: str = "operator",
+        reference: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         self._matmat = matmat
+        self._reference = reference
+        self.reference_count = 0
         self.dim = int(dim)
         self.dtype = dtype
         self.device = torch.device(device)
@@ -81,6 +88,20 @@ class Operator:
             )
         return out
 
+    @property
+    def has_reference(self) -> bool:
+        """Whether products at float64 are available (always, for a float64 operator)."""
+        return self.dtype == torch.float64 or self._reference is not None
+
+    def reference_matmat(self, V: torch.Tensor) -> torch.Tensor:
+        """A vᵢ at float64 for each row of V [k, d] (this operator itself when it is float64)."""
+        if self.dtype == torch.float64:
+            return self.matmat(V)
+        if self._reference is None:
+            raise UserError(f"This {self.name} has no float64 reference: pass reference=… to Operator.")
+        self.reference_count += len(V)
+        return self._reference(torch.as_tensor(V).to(self.device, torch.float64))
+
     def matvec(self, v: torch.Tensor) -> torch.Tensor:
         """A v for one vector v [d]."""
         return self.matmat(torch.as_tensor(v).reshape(1, -1))[0]
@@ -103,10 +124,16 @@ class Operator:
             raise UserError(f"A restriction needs a non-empty contiguous slice of 0…{self.dim}. Got {where}.")
         parent = self
 
-        def block(V: torch.Tensor) -> torch.Tensor:
-            full = torch.zeros(len(V), parent.dim, dtype=parent.dtype, device=parent.device)
+        def embed(V: torch.Tensor) -> torch.Tensor:
+            full = torch.zeros(len(V), parent.dim, dtype=V.dtype, device=parent.device)
             full[:, start:stop] = V
-            return parent.matmat(full)[:, start:stop]
+            return full
+
+        def block(V: torch.Tensor) -> torch.Tensor:
+            return parent.matmat(embed(V))[:, start:stop]
+
+        def reference(V: torch.Tensor) -> torch.Tensor:
+            return parent.reference_matmat(embed(V))[:, start:stop]
 
         return Operator(
             block,
@@ -114,6 +141,7 @@ class Operator:
             dtype=self.dtype,
             device=self.device,
             name=name or f"{self.name}[{start}:{stop}]",
+            reference=reference if self._reference is not None else None,
         )
 
 
@@ -135,7 +163,15 @@ class DenseOperator(Operator):
         if float((A - A.T).abs().max()) > torch.finfo(A.dtype).eps ** 0.5 * scale:
             raise UserError("The matrix is not symmetric: pass a symmetric matrix (e.g. (A + A.T) / 2).")
         self.matrix = (A + A.T) / 2
-        super().__init__(lambda V: V @ self.matrix, A.shape[0], dtype=A.dtype, device=A.device, name=name)
+        exact = self.matrix.to(torch.float64)
+        super().__init__(
+            lambda V: V @ self.matrix,
+            A.shape[0],
+            dtype=A.dtype,
+            device=A.device,
+            name=name,
+            reference=lambda V: V @ exact,
+        )
 
 
 def as_operator(A: Operator | torch.Tensor) -> Operator:
@@ -155,6 +191,21 @@ def _at(objective: Objective, theta: torch.Tensor | CurvatureAt | None) -> Curva
     if isinstance(theta, CurvatureAt):
         return theta
     return objective.curvature_at(objective.theta0 if theta is None else theta)
+
+
+def _float64_products(at: CurvatureAt, method: str) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The same products on a float64 copy of the objective at the same θ, built on first use."""
+    if at.objective.dtype == torch.float64:
+        return None
+    twin: list[CurvatureAt] = []
+
+    def matmat(V: torch.Tensor) -> torch.Tensor:
+        if not twin:
+            exact = at.objective.at_float64()
+            twin.append(exact.curvature_at(at.theta.to(torch.float64), cache=at.cache))
+        return getattr(twin[0], method)(V)
+
+    return matmat
 
 
 def _with_group(op: Operator, objective: Objective, group: str | None) -> Operator:
@@ -178,7 +229,14 @@ def hessian_operator(
     the gradient graph at θ, so a Lanczos run pays one extra backward pass per vector.
     """
     at = _at(objective, theta)
-    op = Operator(at.hvp_many, objective.dim, dtype=objective.dtype, device=objective.device, name="hessian")
+    op = Operator(
+        at.hvp_many,
+        objective.dim,
+        dtype=objective.dtype,
+        device=objective.device,
+        name="hessian",
+        reference=_float64_products(at, "hvp_many"),
+    )
     return _with_group(op, objective, group)
 
 
@@ -190,5 +248,12 @@ def ggn_operator(
 ) -> Operator:
     """The generalized Gauss–Newton matrix G(θ) = (1/n) Σᵢ Jᵢᵀ ∇²_f ℓᵢ Jᵢ as an operator (PSD)."""
     at = _at(objective, theta)
-    op = Operator(at.ggn_many, objective.dim, dtype=objective.dtype, device=objective.device, name="ggn")
+    op = Operator(
+        at.ggn_many,
+        objective.dim,
+        dtype=objective.dtype,
+        device=objective.device,
+        name="ggn",
+        reference=_float64_products(at, "ggn_many"),
+    )
     return _with_group(op, objective, group)

@@ -402,6 +402,31 @@ class Objective:
         """Products with ∇²L and the GGN at one θ; keeps the gradient graph when it fits."""
         return CurvatureAt(self, self.as_theta(theta).detach(), cache=cache)
 
+    def at_float64(self) -> Objective:
+        """This objective at float64 (model, data and buffers cast; the same θ layout and settings).
+
+        Curvature certificates compare a float32 product with this one to measure the products'
+        own rounding (`losslab.curvature.lanczos`). Built once and kept.
+        """
+        if self.dtype == torch.float64:
+            return self
+        cached = self.__dict__.get("_float64")
+        # copies made by `on` and `with_buffers` share this attribute: reuse it only for the same data
+        if cached is not None and cached[0] is self.X and cached[1] is self.buffers:
+            return cached[2]
+        other = copy.copy(self)
+        wide = torch.float64
+        other.dtype = wide
+        other.X = self.X.to(wide) if self.X.is_floating_point() else self.X
+        other.y = self.y.to(wide) if self.y.is_floating_point() else self.y
+        other.model = copy.deepcopy(self.model).to(wide)
+        other.buffers = {k: (v.to(wide) if v.is_floating_point() else v) for k, v in self.buffers.items()}
+        other.theta0 = self.theta0.to(wide)
+        other._plan = SequentialPlan.of(other.model, other.layout)
+        other.__dict__.pop("_float64", None)
+        self._float64 = (self.X, self.buffers, other)
+        return other
+
     def hessian(self, theta: torch.Tensor) -> torch.Tensor:
         """The dense [D, D] Hessian (D products; for tiny models and tests)."""
         at = self.curvature_at(theta)
