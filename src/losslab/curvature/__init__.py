@@ -11,11 +11,13 @@ symmetric tensor.
 from losslab.curvature.density import SpectralDensity, slq
 from losslab.curvature.lanczos import Eigenpairs, extreme_eigenpairs, lanczos
 from losslab.curvature.operators import (
+    MATRICES,
     DenseOperator,
     Operator,
     as_operator,
     ggn_operator,
     hessian_operator,
+    matrix_operator,
 )
 from losslab.curvature.per_layer import LayerCurvature, per_layer
 from losslab.curvature.saddle import SaddleIndex, saddle_index
@@ -32,6 +34,7 @@ from losslab.curvature.trace import TraceEstimate, hutchinson, hutchpp, xtrace
 from losslab.curvature.tracking import SharpnessTrack, SharpnessTracker
 
 __all__ = [
+    "MATRICES",
     "AverageSharpness",
     "DenseOperator",
     "Eigenpairs",
@@ -54,6 +57,7 @@ __all__ = [
     "hutchinson",
     "hutchpp",
     "lanczos",
+    "matrix_operator",
     "per_layer",
     "saddle_index",
     "sharpness",

@@ -29,7 +29,15 @@ import torch
 from losslab.errors import UserError
 from losslab.objective import CurvatureAt, Objective
 
-__all__ = ["DenseOperator", "Operator", "as_operator", "ggn_operator", "hessian_operator"]
+__all__ = [
+    "MATRICES",
+    "DenseOperator",
+    "Operator",
+    "as_operator",
+    "ggn_operator",
+    "hessian_operator",
+    "matrix_operator",
+]
 
 
 class Operator:
@@ -193,7 +201,7 @@ def _at(objective: Objective, theta: torch.Tensor | CurvatureAt | None) -> Curva
     return objective.curvature_at(objective.theta0 if theta is None else theta)
 
 
-def _float64_products(at: CurvatureAt, method: str) -> Callable[[torch.Tensor], torch.Tensor] | None:
+def _float64_products(at: CurvatureAt, matrix: str) -> Callable[[torch.Tensor], torch.Tensor] | None:
     """The same products on a float64 copy of the objective at the same θ, built on first use."""
     if at.objective.dtype == torch.float64:
         return None
@@ -203,7 +211,7 @@ def _float64_products(at: CurvatureAt, method: str) -> Callable[[torch.Tensor], 
         if not twin:
             exact = at.objective.at_float64()
             twin.append(exact.curvature_at(at.theta.to(torch.float64), cache=at.cache))
-        return getattr(twin[0], method)(V)
+        return twin[0].products(matrix, V)
 
     return matmat
 
@@ -217,6 +225,33 @@ def _with_group(op: Operator, objective: Objective, group: str | None) -> Operat
     return op.restrict(groups[group], name=f"{op.name}[{group}]")
 
 
+def matrix_operator(
+    objective: Objective,
+    theta: torch.Tensor | CurvatureAt | None = None,
+    matrix: str = "hessian",
+    *,
+    group: str | None = None,
+) -> Operator:
+    """The curvature matrix ``matrix`` (a name in `MATRICES`) of ``objective`` at θ as an operator.
+
+    ``group`` restricts it to one layer of ``objective.layout.groups()``. Below float64 the
+    operator carries a float64 twin of the same products (built on first use), which
+    `lanczos` uses once per run to measure the products' rounding.
+    """
+    if matrix not in MATRICES:
+        raise UserError(f"The 'matrix' parameter must be one of {', '.join(MATRICES)}. Got {matrix!r}.")
+    at = _at(objective, theta)
+    op = Operator(
+        lambda V: at.products(matrix, V),
+        objective.dim,
+        dtype=objective.dtype,
+        device=objective.device,
+        name=matrix,
+        reference=_float64_products(at, matrix),
+    )
+    return _with_group(op, objective, group)
+
+
 def hessian_operator(
     objective: Objective,
     theta: torch.Tensor | CurvatureAt | None = None,
@@ -228,16 +263,7 @@ def hessian_operator(
     ``group`` restricts it to one layer of ``objective.layout.groups()``. Products reuse
     the gradient graph at θ, so a Lanczos run pays one extra backward pass per vector.
     """
-    at = _at(objective, theta)
-    op = Operator(
-        at.hvp_many,
-        objective.dim,
-        dtype=objective.dtype,
-        device=objective.device,
-        name="hessian",
-        reference=_float64_products(at, "hvp_many"),
-    )
-    return _with_group(op, objective, group)
+    return matrix_operator(objective, theta, "hessian", group=group)
 
 
 def ggn_operator(
@@ -247,13 +273,13 @@ def ggn_operator(
     group: str | None = None,
 ) -> Operator:
     """The generalized Gauss–Newton matrix G(θ) = (1/n) Σᵢ Jᵢᵀ ∇²_f ℓᵢ Jᵢ as an operator (PSD)."""
-    at = _at(objective, theta)
-    op = Operator(
-        at.ggn_many,
-        objective.dim,
-        dtype=objective.dtype,
-        device=objective.device,
-        name="ggn",
-        reference=_float64_products(at, "ggn_many"),
-    )
-    return _with_group(op, objective, group)
+    return matrix_operator(objective, theta, "ggn", group=group)
+
+
+# The curvature matrices by name (the CLI's ``--matrix``): each is a per-batch product in
+# `losslab.objective.objective.BATCH_PRODUCTS`; a new one (a Fisher, say) is that function
+# plus one line there and one here.
+MATRICES: dict[str, str] = {
+    "hessian": "∇²L(θ), the Hessian of the loss",
+    "ggn": "the generalized Gauss–Newton matrix (1/n) Σᵢ Jᵢᵀ ∇²_f ℓᵢ Jᵢ",
+}
