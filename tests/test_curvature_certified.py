@@ -127,3 +127,14 @@ def test_float32_hessian_certificate_covers_the_float64_truth():
         else:
             assert result.reason
     assert top.all_certified
+
+
+def test_the_budget_holds_with_the_completeness_check():
+    """max_hvps bounds every product spent, the check's and the certificate's included; a check
+    cut short by the budget leaves the result not certified, with the reason."""
+    A, _ = _case("triple-top-double-bottom", seed=2)
+    for budget in (30, 60, 120, 240):
+        high, low = extreme_eigenpairs(A, 5, 5, max_hvps=budget, seed=0)
+        assert high.hvps <= budget
+        for result in (high, low):
+            assert result.all_certified or result.reason

@@ -431,7 +431,9 @@ def _run(
     # k-th. Deflate what was found and search again from an independent random start; an
     # eigenvalue beyond the k-th found one is a missed pair: add it and search again.
     while complete and any(v == "unchecked" for v in status.values()):
-        left = max_hvps - final - (op.count - count0)
+        # keep back one product per pair found so far (+2 this round may add) for the final step
+        found_now = sum(len(pairs) for pairs in found.values())
+        left = max_hvps - (found_now + 2 if certify else 0) - (op.count - count0)
         ask = [end for end, v in status.items() if v == "unchecked"]
         if left < 4:
             for end in ask:
