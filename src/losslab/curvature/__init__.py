@@ -11,11 +11,13 @@ symmetric tensor. ``run(setup_or_objective, HessianConfig(...))`` is ``losslab h
 from losslab.curvature.density import SpectralDensity, slq
 from losslab.curvature.lanczos import Eigenpairs, extreme_eigenpairs, lanczos
 from losslab.curvature.operators import (
+    MATRICES,
     DenseOperator,
     Operator,
     as_operator,
     ggn_operator,
     hessian_operator,
+    matrix_operator,
 )
 from losslab.curvature.per_layer import LayerCurvature, per_layer
 from losslab.curvature.run import HessianConfig, HessianResult, run
@@ -33,6 +35,7 @@ from losslab.curvature.trace import TraceEstimate, hutchinson, hutchpp, xtrace
 from losslab.curvature.tracking import SharpnessTrack, SharpnessTracker
 
 __all__ = [
+    "MATRICES",
     "AverageSharpness",
     "DenseOperator",
     "Eigenpairs",
@@ -57,6 +60,7 @@ __all__ = [
     "hutchinson",
     "hutchpp",
     "lanczos",
+    "matrix_operator",
     "per_layer",
     "run",
     "saddle_index",

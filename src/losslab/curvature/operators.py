@@ -29,7 +29,15 @@ import torch
 from losslab.errors import UserError
 from losslab.objective import CurvatureAt, Objective
 
-__all__ = ["DenseOperator", "Operator", "as_operator", "ggn_operator", "hessian_operator"]
+__all__ = [
+    "MATRICES",
+    "DenseOperator",
+    "Operator",
+    "as_operator",
+    "ggn_operator",
+    "hessian_operator",
+    "matrix_operator",
+]
 
 
 class Operator:
@@ -40,6 +48,10 @@ class Operator:
     matmat : ``fn(V [k, d]) -> A V`` row by row, in ``dtype`` on ``device``.
     dim, dtype, device : the space the operator acts on.
     name : what it is ('hessian', 'ggn', 'dense', 'hessian[1]' for a block), for reports.
+    reference : the same map at float64, ``fn(V [k, d] float64) -> A V`` (optional). Below
+        float64, `lanczos` multiplies its returned vectors by it once, so that the residuals
+        it certifies are against the exact operator and include the products' own rounding.
+        Its products are counted in ``reference_count``, not ``count``.
     """
 
     def __init__(
@@ -50,8 +62,11 @@ class Operator:
         dtype: torch.dtype,
         device: torch.device,
         name: str = "operator",
+        reference: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         self._matmat = matmat
+        self._reference = reference
+        self.reference_count = 0
         self.dim = int(dim)
         self.dtype = dtype
         self.device = torch.device(device)
@@ -81,6 +96,20 @@ class Operator:
             )
         return out
 
+    @property
+    def has_reference(self) -> bool:
+        """Whether products at float64 are available (always, for a float64 operator)."""
+        return self.dtype == torch.float64 or self._reference is not None
+
+    def reference_matmat(self, V: torch.Tensor) -> torch.Tensor:
+        """A vᵢ at float64 for each row of V [k, d] (this operator itself when it is float64)."""
+        if self.dtype == torch.float64:
+            return self.matmat(V)
+        if self._reference is None:
+            raise UserError(f"This {self.name} has no float64 reference: pass reference=… to Operator.")
+        self.reference_count += len(V)
+        return self._reference(torch.as_tensor(V).to(self.device, torch.float64))
+
     def matvec(self, v: torch.Tensor) -> torch.Tensor:
         """A v for one vector v [d]."""
         return self.matmat(torch.as_tensor(v).reshape(1, -1))[0]
@@ -103,10 +132,16 @@ class Operator:
             raise UserError(f"A restriction needs a non-empty contiguous slice of 0…{self.dim}. Got {where}.")
         parent = self
 
-        def block(V: torch.Tensor) -> torch.Tensor:
-            full = torch.zeros(len(V), parent.dim, dtype=parent.dtype, device=parent.device)
+        def embed(V: torch.Tensor) -> torch.Tensor:
+            full = torch.zeros(len(V), parent.dim, dtype=V.dtype, device=parent.device)
             full[:, start:stop] = V
-            return parent.matmat(full)[:, start:stop]
+            return full
+
+        def block(V: torch.Tensor) -> torch.Tensor:
+            return parent.matmat(embed(V))[:, start:stop]
+
+        def reference(V: torch.Tensor) -> torch.Tensor:
+            return parent.reference_matmat(embed(V))[:, start:stop]
 
         return Operator(
             block,
@@ -114,6 +149,7 @@ class Operator:
             dtype=self.dtype,
             device=self.device,
             name=name or f"{self.name}[{start}:{stop}]",
+            reference=reference if self._reference is not None else None,
         )
 
 
@@ -135,7 +171,15 @@ class DenseOperator(Operator):
         if float((A - A.T).abs().max()) > torch.finfo(A.dtype).eps ** 0.5 * scale:
             raise UserError("The matrix is not symmetric: pass a symmetric matrix (e.g. (A + A.T) / 2).")
         self.matrix = (A + A.T) / 2
-        super().__init__(lambda V: V @ self.matrix, A.shape[0], dtype=A.dtype, device=A.device, name=name)
+        exact = self.matrix.to(torch.float64)
+        super().__init__(
+            lambda V: V @ self.matrix,
+            A.shape[0],
+            dtype=A.dtype,
+            device=A.device,
+            name=name,
+            reference=lambda V: V @ exact,
+        )
 
 
 def as_operator(A: Operator | torch.Tensor) -> Operator:
@@ -157,6 +201,21 @@ def _at(objective: Objective, theta: torch.Tensor | CurvatureAt | None) -> Curva
     return objective.curvature_at(objective.theta0 if theta is None else theta)
 
 
+def _float64_products(at: CurvatureAt, matrix: str) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The same products on a float64 copy of the objective at the same θ, built on first use."""
+    if at.objective.dtype == torch.float64:
+        return None
+    twin: list[CurvatureAt] = []
+
+    def matmat(V: torch.Tensor) -> torch.Tensor:
+        if not twin:
+            exact = at.objective.at_float64()
+            twin.append(exact.curvature_at(at.theta.to(torch.float64), cache=at.cache))
+        return twin[0].products(matrix, V)
+
+    return matmat
+
+
 def _with_group(op: Operator, objective: Objective, group: str | None) -> Operator:
     if group is None:
         return op
@@ -164,6 +223,33 @@ def _with_group(op: Operator, objective: Objective, group: str | None) -> Operat
     if group not in groups:
         raise UserError(f"The 'group' parameter must be one of {', '.join(map(repr, groups))}. Got {group!r}.")
     return op.restrict(groups[group], name=f"{op.name}[{group}]")
+
+
+def matrix_operator(
+    objective: Objective,
+    theta: torch.Tensor | CurvatureAt | None = None,
+    matrix: str = "hessian",
+    *,
+    group: str | None = None,
+) -> Operator:
+    """The curvature matrix ``matrix`` (a name in `MATRICES`) of ``objective`` at θ as an operator.
+
+    ``group`` restricts it to one layer of ``objective.layout.groups()``. Below float64 the
+    operator carries a float64 twin of the same products (built on first use), which
+    `lanczos` uses once per run to measure the products' rounding.
+    """
+    if matrix not in MATRICES:
+        raise UserError(f"The 'matrix' parameter must be one of {', '.join(MATRICES)}. Got {matrix!r}.")
+    at = _at(objective, theta)
+    op = Operator(
+        lambda V: at.products(matrix, V),
+        objective.dim,
+        dtype=objective.dtype,
+        device=objective.device,
+        name=matrix,
+        reference=_float64_products(at, matrix),
+    )
+    return _with_group(op, objective, group)
 
 
 def hessian_operator(
@@ -177,9 +263,7 @@ def hessian_operator(
     ``group`` restricts it to one layer of ``objective.layout.groups()``. Products reuse
     the gradient graph at θ, so a Lanczos run pays one extra backward pass per vector.
     """
-    at = _at(objective, theta)
-    op = Operator(at.hvp_many, objective.dim, dtype=objective.dtype, device=objective.device, name="hessian")
-    return _with_group(op, objective, group)
+    return matrix_operator(objective, theta, "hessian", group=group)
 
 
 def ggn_operator(
@@ -189,6 +273,13 @@ def ggn_operator(
     group: str | None = None,
 ) -> Operator:
     """The generalized Gauss–Newton matrix G(θ) = (1/n) Σᵢ Jᵢᵀ ∇²_f ℓᵢ Jᵢ as an operator (PSD)."""
-    at = _at(objective, theta)
-    op = Operator(at.ggn_many, objective.dim, dtype=objective.dtype, device=objective.device, name="ggn")
-    return _with_group(op, objective, group)
+    return matrix_operator(objective, theta, "ggn", group=group)
+
+
+# The curvature matrices by name (the CLI's ``--matrix``): each is a per-batch product in
+# `losslab.objective.objective.BATCH_PRODUCTS`; a new one (a Fisher, say) is that function
+# plus one line there and one here.
+MATRICES: dict[str, str] = {
+    "hessian": "∇²L(θ), the Hessian of the loss",
+    "ggn": "the generalized Gauss–Newton matrix (1/n) Σᵢ Jᵢᵀ ∇²_f ℓᵢ Jᵢ",
+}

@@ -35,7 +35,7 @@ from losslab._config import RecordedConfig
 from losslab.curvature.cost import estimate_curvature
 from losslab.curvature.density import SpectralDensity, slq
 from losslab.curvature.lanczos import Eigenpairs, extreme_eigenpairs
-from losslab.curvature.operators import ggn_operator, hessian_operator
+from losslab.curvature.operators import MATRICES, matrix_operator
 from losslab.curvature.per_layer import LayerCurvature, per_layer
 from losslab.curvature.saddle import SaddleIndex, saddle_index
 from losslab.curvature.sharpness import Sharpness, sharpness
@@ -46,9 +46,8 @@ from losslab.objective.cost import Estimate
 from losslab.store import Chunks, Executor, RunDir, register_result
 from losslab.store.serialize import decode, encode
 
-__all__ = ["MATRICES", "TRACE_METHODS", "HessianConfig", "HessianResult", "estimate", "run"]
+__all__ = ["TRACE_METHODS", "HessianConfig", "HessianResult", "estimate", "run"]
 
-MATRICES = {"hessian": hessian_operator, "ggn": ggn_operator}
 TRACE_METHODS = {"xtrace": xtrace, "hutchpp": hutchpp, "hutchinson": hutchinson}
 # The pieces in the order they run: the first four depend on nothing, the last two reuse them.
 PIECES = ("eigen", "trace", "density", "layers", "saddle", "sharpness")
@@ -299,7 +298,7 @@ def run(
         """The gradient graph at θ and the operator on it, built where the first piece runs."""
         if not built:
             built["at"] = objective.curvature_at(theta)
-            built["op"] = MATRICES[config.matrix](objective, built["at"])
+            built["op"] = matrix_operator(objective, built["at"], config.matrix)
         return built["at"], built["op"]
 
     def compute(name: str) -> Any:

@@ -153,7 +153,9 @@ class SharpnessTracker:
         self._optimizer = config.optimizer
         build = ggn_operator if self.ggn else hessian_operator
         op = build(state.objective, state.theta.detach())
-        pair = lanczos(op, 1, tol=self.tol, max_hvps=self.max_hvps, start=self._vector, seed=self.seed)
+        # λmax along training, warm-started from the last point: the completeness restart (which
+        # confirms no eigenvalue lies above it) would double the products of every tracked step.
+        pair = lanczos(op, 1, tol=self.tol, max_hvps=self.max_hvps, start=self._vector, seed=self.seed, complete=False)
         self._vector = torch.as_tensor(pair.vectors[0])
         if config.optimizer in ("gd", "sgd"):
             threshold = 2.0 / state.lr
