@@ -31,7 +31,8 @@ The pieces, each measured, none assumed:
   minimizer (E(f − y)² = E(f − g*)² + σ²), so dropping it estimates the same h_opt with
   far less variance. ``population_draws`` independent samples give its error bar (their
   spread); their mean risk is used.
-- ĥ: ``seeds`` Adam runs at width m (`relu2_sgd_gap`, full batch, weight decay λ).
+- ĥ: ``seeds`` Adam runs at width m (`train_students`: the recipe of `relu2_sgd_gap`, full batch,
+  weight decay λ).
 
 What each check can and cannot say:
 
@@ -50,7 +51,7 @@ What each check can and cannot say:
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -59,14 +60,11 @@ import torch
 from losslab.data import load_data
 from losslab.errors import UserError, check_float, check_int
 from losslab.exact.relu2 import Relu2Result, relu2_objective, relu2_optimum, relu2_outputs
-from losslab.exact.sgd_gap import RELU2_CONFIG, relu2_sgd_gap
+from losslab.exact.sgd_gap import RELU2_CONFIG
 from losslab.models import build_model
-from losslab.objective import Objective
 from losslab.objective.cost import Estimate, Work, best_seconds
 from losslab.store import register_result
 from losslab.studies.base import StudyContext, register_study
-from losslab.train import init_thetas
-from losslab.train.cost import estimate_training
 
 __all__ = [
     "ErrorDecompositionConfig",
@@ -76,6 +74,7 @@ __all__ = [
     "error_decomposition",
     "sample",
     "teacher_network",
+    "train_students",
 ]
 
 # Sample seeds: each sample gets its own stream, so a training set, its fresh risk sample
@@ -164,16 +163,73 @@ def _pad(networks: list[tuple[np.ndarray, np.ndarray]], r: int) -> tuple[np.ndar
     return U, A
 
 
+@dataclass
+class _Runs:
+    """Adam runs of one width: final objectives [K] and networks (U [K, m, d+1], α [K, m])."""
+
+    objectives: np.ndarray
+    U: np.ndarray
+    alpha: np.ndarray
+
+    def network(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.U[k], self.alpha[k]
+
+
+def train_students(X: np.ndarray, y: np.ndarray, lam: float, width: int, seeds: list[int], steps: int) -> _Runs:
+    """Full-batch Adam on J(θ) = ½ mean (f − y)² + (λ/2)‖θ‖² for ``relu2:d-width`` from each seed's zoo init.
+
+    The recipe of `losslab.exact.sgd_gap.RELU2_CONFIG` (Adam, lr 1e-2, cosine schedule
+    lr·½(1 + cos(π t/T)), coupled weight decay λ on every parameter, i.e. the gradient of
+    J), written out in NumPy float64 for all seeds at once with the hand-derived gradient
+    ∂J/∂α_j = mean e·(x̃·u_j)_+ + λα_j, ∂J/∂u_j = mean e·α_j·1[x̃·u_j > 0]·x̃ + λu_j
+    (e = f − y). The trainer's general loop costs ~8–25 ms per step on these tiny
+    networks on a busy machine (600 steps of 3 seeds: 9–20 s), most of the quick
+    preset's time; the test suite checks this loop against the trainer
+    (`relu2_sgd_gap`). The final objective is evaluated with `relu2_objective`.
+    """
+    d = X.shape[1]
+    inits = []
+    for s in seeds:
+        model = build_model(f"relu2:{d}-{width}", seed=int(s))
+        W1, b1, W2 = (p.detach().double() for p in model.parameters())
+        inits.append((torch.cat([W1, b1[:, None]], 1), W2[0]))
+    U = torch.stack([u for u, _ in inits]).numpy().copy()
+    alpha = torch.stack([a for _, a in inits]).numpy().copy()
+    Xt = np.c_[X, np.ones(len(X))]
+    n = len(y)
+    lr, beta1, beta2, eps = RELU2_CONFIG.lr, 0.9, 0.999, 1e-8  # torch.optim.Adam's defaults
+    moments = [[np.zeros_like(U), np.zeros_like(U)], [np.zeros_like(alpha), np.zeros_like(alpha)]]
+    for t in range(1, steps + 1):
+        Z = np.einsum("nr,kmr->knm", Xt, U)
+        H = np.maximum(Z, 0.0)
+        e = (np.einsum("knm,km->kn", H, alpha) - y) / n
+        grads = (
+            np.einsum("kn,km,knm,nr->kmr", e, alpha, (Z > 0).astype(np.float64), Xt) + lam * U,
+            np.einsum("knm,kn->km", H, e) + lam * alpha,
+        )
+        step = lr * 0.5 * (1 + np.cos(np.pi * (t - 1) / steps))  # the cosine schedule at step t − 1
+        for param, grad, (m1, m2) in zip((U, alpha), grads, moments, strict=True):
+            m1 *= beta1
+            m1 += (1 - beta1) * grad
+            m2 *= beta2
+            m2 += (1 - beta2) * grad * grad
+            denom = np.sqrt(m2) / np.sqrt(1 - beta2**t) + eps
+            param -= (step / (1 - beta1**t)) * m1 / denom
+    U_np, a_np = U, alpha
+    objectives = np.array([relu2_objective(U_np[k], a_np[k], X, y, lam) for k in range(len(seeds))])
+    return _Runs(objectives, U_np, a_np)
+
+
 def _class_optima(
     exact: Relu2Result, config: ErrorDecompositionConfig, device: str, first_seed: int, *, train_all: bool
 ) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray, np.ndarray, Any]:
     """Per width m: the best network of width m found, its proven gap to the width-m optimum, and the Adam runs.
 
-    Returns (networks, gaps [W], from_convex [W], runs [W] of `SgdGapResult`). With
+    Returns (networks, gaps [W], from_convex [W], runs [W] of `_Runs`). With
     ``train_all`` False, widths that hold the convex network get no runs (None).
     """
-    train = replace(RELU2_CONFIG, steps=config.steps, record_every=config.steps)
     networks, gaps, convex, runs = [], [], [], []
+    seeds = list(range(first_seed, first_seed + config.seeds))
     for m in config.widths:
         if not train_all and exact.width <= m:  # the convex network is in the class: no runs needed
             networks.append((exact.U, exact.alpha))
@@ -181,7 +237,7 @@ def _class_optima(
             convex.append(True)
             runs.append(None)
             continue
-        run = relu2_sgd_gap(exact, seeds=config.seeds, width=m, config=train, device=device, first_seed=first_seed)
+        run = train_students(exact.X, exact.y, exact.lam, m, seeds, config.steps)
         runs.append(run)
         best = int(np.argmin(run.objectives))
         if exact.width <= m and exact.optimum <= run.objectives[best]:
@@ -303,7 +359,7 @@ def _training_point(
         se[w] = float(np.std(np.mean(losses, 0) - loss_teacher) / np.sqrt(len(yr)))
     risk_optimum = np.array([_half_mse(relu2_outputs(u, a, Xr), yr) for u, a in networks])
     risk_trained = np.array(
-        [[_half_mse(relu2_outputs(*run.network(k), Xr), yr) for k in range(len(run.seeds))] for run in runs]
+        [[_half_mse(relu2_outputs(*run.network(k), Xr), yr) for k in range(config.seeds)] for run in runs]
     )
     return TrainingPoint(
         size,
@@ -392,7 +448,7 @@ class ErrorDecompositionResult:
 
 
 def _estimate(config: ErrorDecompositionConfig, context: StudyContext) -> Estimate:
-    """Convex solves timed on one sample each; Adam runs timed by `estimate_training`.
+    """Convex solves timed on one sample each; Adam steps timed over a few steps of `train_students`.
 
     The population solve is timed at min(population_size, 200) points and scaled by
     (population_size / 200)^2.3, the growth measured in 1-D (0.4 s at n = 100, 9 s at
@@ -411,18 +467,20 @@ def _estimate(config: ErrorDecompositionConfig, context: StudyContext) -> Estima
         X, _, y = sample(U_t, a_t, n, config.noise, seed=(config.seed, _TRAIN, n, 0))
         unit = best_seconds(lambda X=X, y=y: relu2_optimum(X, y, config.lam), "cpu", repeats=1)
         estimate.work.append(Work(f"n = {n}: training-set convex solves", config.draws, config.draws, unit))
-    train = replace(RELU2_CONFIG, steps=config.steps, record_every=config.steps, weight_decay=config.lam)
     seeds = list(range(config.seeds))
+    probe_steps = 20
     for m in config.widths:
-        spec = f"relu2:{config.d}-{m}"
         for n, count in [(config.population_size, config.population_draws)] + [(n, config.draws) for n in config.sizes]:
             X, _, y = sample(U_t, a_t, n, config.noise, seed=0)
-            data = (torch.tensor(X), torch.tensor(y)[:, None])
-            objective = Objective(build_model(spec), "mse", data, dtype="float64", device=context.device)
-            part = estimate_training(
-                objective, train, thetas=init_thetas(spec, seeds, objective), seeds=seeds, test=False
+            unit = best_seconds(
+                lambda X=X, y=y, m=m: train_students(X, y, config.lam, m, seeds, probe_steps),
+                "cpu",
+                repeats=1,
             )
-            estimate.include(part, f"m = {m}, n = {n}", times=count)
+            steps = count * config.steps
+            estimate.work.append(
+                Work(f"m = {m}, n = {n}: Adam steps of {config.seeds} seeds", steps, steps, unit / probe_steps)
+            )
     estimate.notes.append(
         "Risk evaluations on the fresh samples (a few matrix products of risk_size points) are not counted; "
         "population samples train Adam only at widths below the convex network's, so their runs are a bound."
@@ -439,7 +497,7 @@ def _estimate(config: ErrorDecompositionConfig, context: StudyContext) -> Estima
         sizes=(15, 30),
         draws=2,
         seeds=3,
-        steps=600,
+        steps=1500,
         population_size=200,
         population_draws=2,
         risk_size=20_000,
