@@ -80,6 +80,7 @@ __all__ = [
 # Sample seeds: each sample gets its own stream, so a training set, its fresh risk sample
 # and the population samples never share points.
 _TRAIN, _RISK, _POPULATION = 1, 2, 3
+_CPU = torch.device("cpu")  # the study computes in NumPy float64 on the host
 
 
 @dataclass(frozen=True)
@@ -458,14 +459,14 @@ def _estimate(config: ErrorDecompositionConfig, context: StudyContext) -> Estima
     estimate = Estimate("study error-decomposition", [])
     probe = min(config.population_size, 200)
     X, g, _ = sample(U_t, a_t, probe, 0.0, seed=(config.seed, _POPULATION, 0))
-    unit = best_seconds(lambda: relu2_optimum(X, g, config.lam), "cpu", repeats=1)
+    unit = best_seconds(lambda: relu2_optimum(X, g, config.lam), _CPU, repeats=1)
     scale = (config.population_size / probe) ** 2.3
     estimate.work.append(
         Work("population convex solves", config.population_draws, config.population_draws, unit * scale)
     )
     for n in config.sizes:
         X, _, y = sample(U_t, a_t, n, config.noise, seed=(config.seed, _TRAIN, n, 0))
-        unit = best_seconds(lambda X=X, y=y: relu2_optimum(X, y, config.lam), "cpu", repeats=1)
+        unit = best_seconds(lambda X=X, y=y: relu2_optimum(X, y, config.lam), _CPU, repeats=1)
         estimate.work.append(Work(f"n = {n}: training-set convex solves", config.draws, config.draws, unit))
     seeds = list(range(config.seeds))
     probe_steps = 20
@@ -474,7 +475,7 @@ def _estimate(config: ErrorDecompositionConfig, context: StudyContext) -> Estima
             X, _, y = sample(U_t, a_t, n, config.noise, seed=0)
             unit = best_seconds(
                 lambda X=X, y=y, m=m: train_students(X, y, config.lam, m, seeds, probe_steps),
-                "cpu",
+                _CPU,
                 repeats=1,
             )
             steps = count * config.steps
