@@ -77,7 +77,6 @@ def _error_decomposition(result: ErrorDecompositionResult) -> list[Figure]:
     inter.update_layout(barmode="overlay", height=420, margin={"t": 50})
     inter.update_xaxes(title_text="student width m", type="category")
     inter.update_yaxes(title_text="R(ĥ) − R(g*)", col=1)
-    inter.update_yaxes(type="log")
     cert = result.certified.mean()
     caption = (
         f"Teacher of width {result.hidden}, noise σ = {result.noise:g} (R(g*) = {result.risk_teacher_exact:.3g}), "
