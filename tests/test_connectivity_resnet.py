@@ -28,6 +28,7 @@ from losslab.connectivity import (
 )
 from losslab.connectivity.graph import TracedNetwork
 from losslab.data import as_dataset, load_data
+from losslab.errors import UserError
 from losslab.models import build_model
 from losslab.objective import Objective
 
@@ -224,3 +225,23 @@ def test_a_flattened_probe_counts_every_position_as_an_observation() -> None:
     observed = Probe(None, 1, 4).observations(value)  # type: ignore[arg-type]
     slow = torch.stack([value[b, u * 4 + k] for b in range(2) for k in range(4) for u in range(3)]).reshape(8, 3)
     assert torch.equal(observed, slow)
+
+
+def test_a_resnet_trained_by_losslab_aligns_with_its_result_buffers() -> None:
+    # Before the fix the function check refused the trained θ with its own result.buffers
+    # ("θ was trained with batch norm …"), and the path's re-estimated endpoints likewise.
+    import losslab
+
+    X, y = _images()
+    objective = Objective(build_model("resnet8:width=4", seed=0), "cross_entropy", as_dataset((X.float(), y)))
+    result = losslab.train(objective, losslab.TrainConfig(steps=4, batch_size=32, lr=0.05))
+    a = as_network(objective, result.theta, result.buffers)
+    traced = TracedNetwork(objective, rows=64)
+    b = permute_network(objective, traced.derived(), a, _random_perms(traced.derived(), objective, seed=4))
+    alignment = align(objective, a, b, method="weight", traced=traced)
+    matched = evaluate_path(objective, Path("line", a, alignment.network(objective)), points=3, test=False)
+    # float32: the aligned network is A entry for entry; the line's interior points round (1 − t)θ + tθ.
+    assert matched.barrier().height <= 1e-5
+    # The default statistics still do not mix with the trained θ.
+    with pytest.raises(UserError, match=r"with_buffers\(result\.buffers\)"):
+        objective.loss(objective.as_theta(result.theta))
