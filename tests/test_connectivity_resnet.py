@@ -245,3 +245,27 @@ def test_a_resnet_trained_by_losslab_aligns_with_its_result_buffers() -> None:
     # The default statistics still do not mix with the trained θ.
     with pytest.raises(UserError, match=r"with_buffers\(result\.buffers\)"):
         objective.loss(objective.as_theta(result.theta))
+
+
+@pytest.mark.parametrize("method", ["weight", "activation"])
+def test_matching_recovers_a_permuted_vgg9(method: str) -> None:
+    X, y = _images()
+    model = build_model("vgg9:width=2", seed=0).double().eval()
+    with torch.no_grad():  # statistics of a trained net, not the init's 0 and 1
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.3, 0.3)
+                m.running_var.uniform_(0.5, 2.0)
+                m.bias.uniform_(0.3, 0.6)  # no dead channels: the data cannot tell dead units apart
+        model.classifier[0].bias.uniform_(0.3, 0.6)
+    objective = Objective(model, "cross_entropy", as_dataset((X[:64], y[:64])), dtype="float64")
+    traced = TracedNetwork(objective)
+    spec = traced.derived()
+    assert len(spec.groups) == 8  # seven convolutions and the hidden linear layer
+    net = as_network(objective, model)
+    perms = _random_perms(spec, objective, seed=5)
+    permuted = permute_network(objective, spec, net, perms)
+    alignment = align(objective, net, permuted, method=method, traced=traced)
+    assert alignment.max_output_change <= ROUND_OFF
+    for group, perm in perms.items():
+        assert np.array_equal(alignment.perms[group], torch.argsort(perm).numpy()), group
