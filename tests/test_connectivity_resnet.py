@@ -153,9 +153,9 @@ def test_matching_recovers_the_permuted_resnet_and_removes_the_barrier(resnet, m
     matched = evaluate_path(objective, Path("line", net, aligned), points=3, test=False)
     naive = evaluate_path(objective, Path("line", net, permuted), points=3, test=False)
     loss = float(matched.values["train_loss"][0])
-    # The bound, relative to the endpoint loss (≈ 0.5 here); the matched line is A itself.
+    # The bound, relative to the endpoint loss (≈ 1.48 after 30 steps); the matched line is A itself.
     assert matched.barrier().height <= 1e-4 * max(1.0, loss)
-    assert naive.barrier().height >= 0.1  # averaging unrelated channels: measured ≈ 1–2 nats
+    assert naive.barrier().height >= 0.1  # averaging unrelated channels: measured 0.63 (2.43 without the reset)
 
 
 def test_batch_norm_statistics_are_re_estimated_along_the_resnet_path(resnet) -> None:
