@@ -9,7 +9,8 @@ activations correlate most with it,
 one linear assignment per group. Activations are taken where the next layer reads the
 group's units (after the nonlinearity; for a residual stream, at every point the stream
 is read, correlations summed). Convolutional feature maps count every position as an
-observation. Each unit's activations depend on B's own weights only, not on how other
+observation, also where a layer reads them flattened (C channels of H·W positions as
+C·H·W features). Each unit's activations depend on B's own weights only, not on how other
 groups are permuted, so the groups are independent. Units that never vary on the data
 (dead ReLUs) correlate with nothing and are paired arbitrarily among themselves: the
 data cannot tell them apart.
@@ -81,11 +82,7 @@ def correlations(
     cross = {p: _Cross() for ps in probes.values() for p in ps}
     for za, zb in zip(traced.activations(a, nodes, X=X), traced.activations(b, nodes, X=X), strict=True):
         for probe, acc in cross.items():
-            width = za[probe.node].shape[probe.axis]
-            acc.add(
-                za[probe.node].movedim(probe.axis, -1).reshape(-1, width),
-                zb[probe.node].movedim(probe.axis, -1).reshape(-1, width),
-            )
+            acc.add(probe.observations(za[probe.node]), probe.observations(zb[probe.node]))
     return {g: sum(cross[p].correlation() for p in ps) for g, ps in probes.items()}  # type: ignore[misc]
 
 

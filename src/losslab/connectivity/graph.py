@@ -519,10 +519,22 @@ class _Labeller:
 
 @dataclass(frozen=True)
 class Probe:
-    """Where a group's hidden units can be observed: axis ``axis`` of the output of ``node``."""
+    """Where a group's hidden units can be observed: axis ``axis`` of the output of ``node``.
+
+    ``inner`` > 1 when that axis holds the units flattened, as [units, inner] blocks (a
+    feature map's C channels of H·W positions read by a linear layer): each block's
+    ``inner`` entries are further observations of one unit.
+    """
 
     node: fx.Node
     axis: int
+    inner: int = 1
+
+    def observations(self, value: torch.Tensor) -> torch.Tensor:
+        """``value`` as [observations, units]: every other axis (batch, positions, blocks) counts."""
+        moved = value.movedim(self.axis, -1)
+        units = moved.shape[-1] // self.inner
+        return moved.reshape(*moved.shape[:-1], units, self.inner).movedim(-2, -1).reshape(-1, units)
 
 
 @dataclass(frozen=True)
@@ -646,9 +658,11 @@ class TracedNetwork:
             return
         while _name(data) in _RESHAPE:  # observe the units as they were before flattening
             data = data.args[0]
+        # A pointwise op after the flattening (dropout, an activation) leaves the units flattened
+        # in blocks where the layer reads them: the probe then reads the blocks.
         for axis, label in enumerate(labeller.labels[data]):
-            if group_of(label) == group:
-                probe = Probe(data, axis)
+            if group_of(label, whole=False) == group:
+                probe = Probe(data, axis, labeller.uf.find(label)[1])
                 if probe not in self.probes.setdefault(group, []):
                     self.probes[group].append(probe)
                 return

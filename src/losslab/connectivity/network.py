@@ -53,8 +53,10 @@ def as_network(
         theta, own = state, {k: v for k, v in state.items() if k in objective.buffers}
     else:
         theta, own = torch.as_tensor(network), {}
-    theta = objective.as_theta(theta, name).detach().clone()
     chosen: dict[str, Any] = {**objective.buffers, **own, **(buffers or {})}
+    # θ is checked against the buffers it will travel with: a trained θ given with its own
+    # result.buffers is right, the same θ with the objective's untouched statistics is not.
+    theta = objective.with_buffers(chosen).as_theta(theta, name).detach().clone()
     cast = {}
     for key in objective.buffers:
         value = torch.as_tensor(chosen[key])

@@ -229,6 +229,7 @@ class Objective:
         if missing:
             raise UserError(f"The buffers lack {missing[0]!r} of this model: pass every entry of Objective.buffers.")
         other = copy.copy(self)
+        other._trained = ()  # buffers given explicitly are the caller's choice: the guard in `as_theta` is for defaults
         other.buffers = {}
         for key in self.buffers:
             value = torch.as_tensor(buffers[key])  # result.buffers hold numpy arrays
@@ -328,7 +329,7 @@ class Objective:
         self, theta: torch.Tensor, X: torch.Tensor | None = None, *, buffers: dict[str, torch.Tensor] | None = None
     ) -> torch.Tensor:
         """Model outputs f(X; θ) (all rows of the data when ``X`` is None), in batches."""
-        theta = self.as_theta(theta)
+        theta = self.as_theta(theta) if buffers is None else self._as_theta(theta, "θ")  # explicit buffers: see above
         X = self.X if X is None else X.to(self.device, self.dtype)
         with torch.no_grad():
             parts = [
