@@ -1,7 +1,8 @@
 """Batch size, sharpness and generalization: do small batches find wide basins?
 
 For each dataset, one network trained with SGD at a small and a large batch size (any
-number of sizes) for the same number of epochs, K seeds each; optionally with the step
+number of sizes) until the train loss reaches ``target_loss`` (the same fit for every
+batch size, within one budget of epochs), K seeds each; optionally with the step
 size scaled with the batch (η_B = η·(B/B_min)^p: p = 1 'linear', Goyal et al. 2017;
 p = ½ 'sqrt', Krizhevsky 2014; 'none' keeps η, Keskar et al.'s setting). For each run:
 train and test loss and error at the end, λmax of the full-batch train-loss Hessian
@@ -72,7 +73,10 @@ class BatchSizeConfig:
     batch_sizes: tuple[int, ...] = (16, 512)  # small first; Keskar et al.: 256 vs 10 % of the data
     lr: float = 0.05  # at the smallest batch
     lr_scaling: str = "none"  # 'none' (Keskar et al.), 'sqrt' or 'linear': η·(B/B_min)^p
-    epochs: int = 60  # the same number of passes for every batch size (Keskar et al.)
+    epochs: int = 1000  # the budget in passes over the data, the same for every batch size
+    target_loss: float | None = (
+        0.02  # stop at this train loss: every batch size compared at the same fit; None: all epochs
+    )
     seeds: int = 4
     eps: float = 1e-3  # ε of ε-sharpness (Keskar et al. report 1e-3 and 5e-4)
     rho: float = 0.1  # ρ of adaptive sharpness, ℓ2 ball
@@ -102,6 +106,8 @@ class BatchSizeConfig:
         check_float(self.lr, "lr", owner, low=0.0, low_open=True)
         check_choice(self.lr_scaling, "lr_scaling", owner, LR_SCALINGS)
         check_int(self.epochs, "epochs", owner, low=1)
+        if self.target_loss is not None:
+            check_float(self.target_loss, "target_loss", owner, low=0.0, low_open=True)
         check_int(self.seeds, "seeds", owner, low=1)
         check_float(self.eps, "eps", owner, low=0.0, low_open=True)
         check_float(self.rho, "rho", owner, low=0.0, low_open=True)
@@ -120,7 +126,14 @@ class BatchSizeConfig:
         return [(d, b, self.seed + k) for d in self.datasets for b in self.batch_sizes for k in range(self.seeds)]
 
     def train_config(self, batch: int, seed: int) -> TrainConfig:
-        return TrainConfig(optimizer="sgd", lr=self.lr_for(batch), batch_size=batch, epochs=self.epochs, seed=seed)
+        return TrainConfig(
+            optimizer="sgd",
+            lr=self.lr_for(batch),
+            batch_size=batch,
+            epochs=self.epochs,
+            target_loss=self.target_loss,
+            seed=seed,
+        )
 
     def alpha_grid(self) -> np.ndarray:
         """α ∈ [-1, 2] in steps of 3/(alphas − 1), with 0 and 1 exact."""
@@ -399,7 +412,9 @@ def _estimate(config: BatchSizeConfig, context: StudyContext) -> Estimate:
     "batch-size",
     "Small vs large SGD batches: lambda_max, eps- and adaptive sharpness, test error, the Keskar line.",
     BatchSizeConfig,
-    quick=BatchSizeConfig(datasets=("digits",), model="mlp:{in}-32-32-{out}", epochs=25, seeds=3, ascent_steps=10),
+    quick=BatchSizeConfig(
+        datasets=("digits",), model="mlp:{in}-32-32-{out}", lr_scaling="sqrt", epochs=400, seeds=3, ascent_steps=10
+    ),
     full=BatchSizeConfig(),
     estimate=_estimate,
     demo="Batch size: sharpness (plain and scale-invariant) and the line between small- and large-batch solutions",
