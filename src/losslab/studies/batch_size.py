@@ -214,6 +214,7 @@ class BatchSizeLine:
     train_accuracy: np.ndarray
     test_loss: np.ndarray
     test_accuracy: np.ndarray
+    rescale: float  # c
     rescaled_loss: float  # the rescaled θ's train loss: the same function, so the same loss
     rescaled_lambda_max: float
     rescaled_epsilon_sharpness: float
@@ -293,7 +294,7 @@ class BatchSizeData:
             "line_train_loss_at_half": float(line.train_loss[mid[0]]) if len(mid) else None,
             "line_train_loss_max_in_0_1": float(line.train_loss[(line.alphas >= 0) & (line.alphas <= 1)].max()),
             "rescaled": {
-                "c": None,
+                "c": line.rescale,
                 "train_loss": line.rescaled_loss,
                 "lambda_max": line.rescaled_lambda_max,
                 "epsilon_sharpness": line.rescaled_epsilon_sharpness,
@@ -318,10 +319,7 @@ class BatchSizeResult:
         raise KeyError(name)
 
     def summary(self) -> dict[str, Any]:
-        out = {d.data: d.summary() for d in self.datasets}
-        for d in out.values():
-            d["rescaled"]["c"] = self.config["rescale"]
-        return out
+        return {d.data: d.summary() for d in self.datasets}
 
 
 def _objective(config: BatchSizeConfig, name: str, device: str, dtype: str) -> Objective:
@@ -378,6 +376,7 @@ def _line(config: BatchSizeConfig, objective: Objective, small: BatchSizeRun, la
     lam, _, eps, ada = _sharpness(config, objective, rescaled)
     return BatchSizeLine(
         alphas=alphas,
+        rescale=config.rescale,
         rescaled_loss=float(objective.loss(rescaled)),
         rescaled_lambda_max=lam,
         rescaled_epsilon_sharpness=eps,

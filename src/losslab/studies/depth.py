@@ -138,7 +138,13 @@ def _extremes(objective: Objective, theta: torch.Tensor, config: DepthConfig) ->
 
 
 def convexity_map(
-    objective: Objective, theta: torch.Tensor, d1: torch.Tensor, d2: torch.Tensor, a: np.ndarray, b: np.ndarray, config
+    objective: Objective,
+    theta: torch.Tensor,
+    d1: torch.Tensor,
+    d2: torch.Tensor,
+    a: np.ndarray,
+    b: np.ndarray,
+    config: DepthConfig,
 ) -> tuple[np.ndarray, np.ndarray]:
     """λmax and λmin of the Hessian at θ + a_i d₁ + b_j d₂ [len(a), len(b)] (Li et al. 2018, Fig. 7).
 
@@ -269,7 +275,9 @@ def _objective(config: DepthConfig, data: Any, depth: int, residual: bool, devic
     return Objective(build_model(spec, seed=config.seed), "cross_entropy", data, device=device, dtype=dtype)
 
 
-def _run_point(config: DepthConfig, data: Any, seeds: list[int], depth: int, residual: bool, device: str, dtype: str):
+def _run_point(
+    config: DepthConfig, data: Any, seeds: list[int], depth: int, residual: bool, device: str, dtype: str
+) -> DepthPoint:
     objective = _objective(config, data, depth, residual, device, dtype)
     spec = config.model(depth, residual, int(np.prod(data.input_shape)), data.output_dim)
     thetas = init_thetas(spec, seeds, objective)
