@@ -90,6 +90,10 @@ def _depth(result: DepthResult) -> list[Figure]:
     ax_frac.set(xscale="log", xlabel="depth", ylabel="fraction of seeds", ylim=(-0.05, 1.05))
     ax_grad.set(xlabel="layer (0: stem, last: head)", ylabel="‖∂L/∂θ_layer‖ at init")
     ax_lam.set(xscale="log", yscale="log", xlabel="depth", ylabel="λmax")
+    ticks = sorted({p.depth for p in result.points})  # label the depths run, not log-axis decades
+    for ax in (ax_loss, ax_frac, ax_lam):
+        ax.minorticks_off()
+        ax.set_xticks(ticks, [str(t) for t in ticks])
     for ax in (ax_loss, ax_frac, ax_grad, ax_lam):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
