@@ -1,0 +1,161 @@
+"""The batch-size study: the line's endpoints, sharpness against direct calls, Dinh's rescaling, resume, the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from losslab import load
+from losslab.cli import app
+from losslab.curvature import adaptive_sharpness, epsilon_sharpness, hessian_operator, lanczos
+from losslab.data import load_data
+from losslab.errors import UserError
+from losslab.models import build_model
+from losslab.objective import Objective
+from losslab.studies import STUDIES, StudyContext, subset
+from losslab.studies.batch_size import BatchSizeResult
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    """Tiny models gain nothing from intra-op threads (and spin-waiting threads slow a shared machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+SMALL = {"train_size": 300, "batch_sizes": (10, 150), "seeds": 2, "epochs": 300, "alphas": 7, "ascent_steps": 6}
+
+
+@pytest.fixture(scope="module")
+def small() -> BatchSizeResult:
+    study = STUDIES["batch-size"]
+    return study.run(study.config("quick", **SMALL), StudyContext(dtype="float64"))
+
+
+def test_the_line_ends_at_the_two_solutions(small: BatchSizeResult) -> None:
+    data = small.dataset("digits")
+    line = data.line
+    assert line.alphas.tolist() == [-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0]
+    # α = 0 and α = 1 are the endpoints themselves: (1 − 0)·x + 0·y = x in floating point, one evaluation call.
+    for alpha, b in ((0.0, 0), (1.0, -1)):
+        i = int(np.flatnonzero(line.alphas == alpha)[0])
+        assert line.train_loss[i] == data.train_loss[b, 0]
+        assert line.test_loss[i] == data.test_loss[b, 0]
+        assert 1 - line.train_accuracy[i] == data.train_error[b, 0]
+    # An independent evaluation of both ends (module loaded with θ, plain cross-entropy), float64.
+    rows = subset(load_data("digits"), 300, 0)
+    model = build_model(data.model).double()
+    for b in (0, -1):
+        torch.nn.utils.vector_to_parameters(torch.as_tensor(data.thetas[b, 0]), model.parameters())
+        with torch.no_grad():
+            value = torch.nn.functional.cross_entropy(model(rows.X_train.double()), rows.y_train)
+        assert data.train_loss[b, 0] == pytest.approx(float(value), rel=1e-10)  # summation order only
+    # Both batch sizes were trained to the same fit (the target), so their sharpness is comparable.
+    assert np.all(data.train_loss <= 0.02)
+    assert data.lrs.tolist() == pytest.approx([0.05, 0.05 * np.sqrt(15)])
+
+
+def test_sharpness_equals_direct_calls_and_only_adaptive_survives_rescaling(small: BatchSizeResult) -> None:
+    data = small.dataset("digits")
+    cfg = small.config
+    objective = Objective(
+        build_model(data.model), "cross_entropy", subset(load_data("digits"), 300, 0), dtype="float64"
+    )
+    for b in (0, 1):
+        theta = torch.as_tensor(data.thetas[b, 1])
+        top = lanczos(hessian_operator(objective, theta), 1, tol=cfg["lanczos_tol"], seed=cfg["seed"])
+        eps = epsilon_sharpness(objective, theta, eps=cfg["eps"], steps=cfg["ascent_steps"], seed=cfg["seed"])
+        ada = adaptive_sharpness(objective, theta, rho=cfg["rho"], steps=cfg["ascent_steps"], seed=cfg["seed"])
+        # The same calls in float64 on the same θ; the objective's product path is picked by timing,
+        # so allow round-off of a different path (1e-9 relative), nothing more.
+        assert data.lambda_max[b, 1] == pytest.approx(float(top.eigenvalues[0]), rel=1e-9)
+        assert data.epsilon_sharpness[b, 1] == pytest.approx(eps.value, rel=1e-9)
+        assert data.adaptive_sharpness[b, 1] == pytest.approx(ada.value, rel=1e-9)
+    # Dinh et al. 2017: the rescaled large-batch θ computes the same function (same loss), its λmax and
+    # ε-sharpness move by a large factor, its adaptive sharpness does not: the ascent in u = δ/|θ| sees
+    # the same function of u, so only float64 round-off of products at other magnitudes differs (1e-6).
+    line = data.line
+    assert line.rescaled_loss == pytest.approx(data.train_loss[-1, 0], rel=1e-10)
+    assert line.rescaled_lambda_max > 2 * data.lambda_max[-1, 0]
+    assert line.rescaled_epsilon_sharpness > 1.3 * data.epsilon_sharpness[-1, 0]
+    assert line.rescaled_adaptive_sharpness == pytest.approx(data.adaptive_sharpness[-1, 0], rel=1e-6)
+    verdict = data.verdict()
+    assert set(verdict) == {"lambda_max", "epsilon_sharpness", "adaptive_sharpness", "test_error", "supports"}
+
+
+def test_seeds_are_reproducible_and_distinct() -> None:
+    study = STUDIES["batch-size"]
+    config = study.config("quick", train_size=150, batch_sizes=(10, 75), seeds=2, epochs=5, target_loss=None, alphas=4)
+    a, b = (study.run(config, StudyContext()).datasets[0] for _ in range(2))
+    assert a.thetas.tobytes() == b.thetas.tobytes()
+    assert a.epsilon_sharpness.tobytes() == b.epsilon_sharpness.tobytes()
+    assert not np.array_equal(a.thetas[0, 0], a.thetas[0, 1])  # seed 0 and seed 1 differ
+
+
+def test_settings_are_validated() -> None:
+    study = STUDIES["batch-size"]
+    with pytest.raises(UserError, match="at least two batch sizes"):
+        study.config("quick", batch_sizes=(16,))
+    with pytest.raises(UserError, match="must increase"):
+        study.config("quick", batch_sizes=(64, 16))
+    with pytest.raises(UserError, match="'lr_scaling' parameter"):
+        study.config("quick", lr_scaling="cubic")
+    with pytest.raises(UserError, match="3k \\+ 1"):
+        study.config("quick", alphas=8)
+    with pytest.raises(UserError, match="'\\{in\\}'"):
+        study.config("quick", model="mlp:64-10")
+    result = CliRunner().invoke(app, ["study", "batch-size", "--set", "eps=0"])
+    assert result.exit_code == 2 and "eps" in result.stderr
+
+
+TINY = ["train_size=200", "batch_sizes=10,100", "seeds=2", "epochs=20", "alphas=4", "ascent_steps=4"]
+
+
+def _command(out: Path) -> list[str]:
+    tiny = [arg for item in TINY for arg in ("--set", item)]
+    return [sys.executable, "-m", "losslab.cli", "study", "batch-size", "--quick", *tiny, "--out", str(out), "--json"]
+
+
+def test_a_killed_study_resumes_bit_identically(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1"}
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_command(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    chunks = killed / "chunks" / "batch-size"
+    deadline = time.time() + 180
+    while len(list(chunks.glob("0*.npz"))) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = len(list(chunks.glob("0*.npz")))
+    assert 2 <= done < 4, "the study must die mid-sweep for this test to mean anything"
+    assert json.loads((killed / "run.json").read_text())["status"] == "running"
+    subprocess.run(_command(killed), env=env, check=True, stdout=subprocess.DEVNULL)
+    clean = tmp_path / "clean"
+    subprocess.run(_command(clean), env=env, check=True, stdout=subprocess.DEVNULL)
+    a, b = load(killed), load(clean)
+    assert a.manifest["resumed"] and a.status == "complete"
+    da, db = a.result.datasets[0], b.result.datasets[0]
+    for field in ("thetas", "train_loss", "test_error", "lambda_max", "epsilon_sharpness", "adaptive_sharpness"):
+        assert getattr(da, field).tobytes() == getattr(db, field).tobytes(), field
+    assert da.line.train_loss.tobytes() == db.line.train_loss.tobytes()
+    assert (killed / "figures" / "study-batch-size.png").is_file()
+
+
+def test_cli_lists_both_new_studies() -> None:
+    listed = CliRunner().invoke(app, ["study", "list", "--json"])
+    assert listed.exit_code == 0
+    names = json.loads(listed.stdout)
+    assert "batch-size" in names and "depth" in names

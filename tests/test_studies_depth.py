@@ -1,0 +1,175 @@
+"""The depth study: plain nets stop training with depth and residual twins do not; every number checked by hand."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from losslab import load
+from losslab.cli import app
+from losslab.data import load_data
+from losslab.errors import UserError
+from losslab.models import build_model
+from losslab.studies import STUDIES, StudyContext, subset
+from losslab.studies.depth import DepthResult
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    """Tiny models gain nothing from intra-op threads (and spin-waiting threads slow a shared machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def quick() -> DepthResult:
+    study = STUDIES["depth"]
+    return study.run(study.config("quick"), StudyContext())
+
+
+def test_plain_nets_stop_training_with_depth_and_residual_twins_do_not(quick: DepthResult) -> None:
+    # The anchor (He et al. 2016; Li et al. 2018), on the quick preset where it holds for every seed:
+    # at depth 16 no plain seed gets below 0.9·ln 10, every residual seed does, and every seed of both
+    # trains at depth 2.
+    deep_plain, deep_res = quick.point(16, False), quick.point(16, True)
+    assert quick.trains(deep_plain).sum() == 0 and quick.trains(deep_res).all()
+    assert quick.trains(quick.point(2, False)).all() and quick.trains(quick.point(2, True)).all()
+    assert np.nanmax(deep_res.final_loss) < np.nanmin(deep_plain.final_loss) / 10
+    assert np.all(np.isnan(deep_plain.steps_to_target)) and np.all(np.isfinite(deep_res.steps_to_target))
+    # Vanishing gradients: the plain stem's gradient at init is orders of magnitude below the head's,
+    # the residual twin's is not.
+    assert np.all(deep_plain.grad_norm_init[:, 0] < 1e-3 * deep_plain.grad_norm_init[:, -1])
+    assert np.all(deep_res.grad_norm_init[:, 0] > 0.05 * deep_res.grad_norm_init[:, -1])
+    # Twins have the same parameters, counted independently from the built modules.
+    for depth in (2, 16):
+        plain, res = quick.point(depth, False), quick.point(depth, True)
+        count = sum(p.numel() for p in build_model(res.model).parameters())
+        assert plain.params == res.params == count
+        assert plain.layers == res.layers and len(plain.layers) == depth + 2
+    # The plane's center is seed 0's final θ (float32, two evaluation paths: 1e-5 relative).
+    for plane_ in quick.planes:
+        point = quick.point(16, plane_.residual)
+        center = plane_.loss[len(plane_.a) // 2, len(plane_.b) // 2]
+        assert center == pytest.approx(point.final_loss[0], rel=1e-5)
+        assert np.all(plane_.convexity >= 0)
+    summary = quick.summary()
+    assert len(summary["runs"]) == 4 and {"plane_plain", "plane_residual"} <= set(summary)
+
+
+def test_gradients_and_the_convexity_map_by_hand() -> None:
+    # A float64 case small enough for a dense Hessian (3 hidden layers of width 4: 366 parameters);
+    # Lanczos with a Krylov space as large as the dimension is exact up to round-off.
+    study = STUDIES["depth"]
+    config = study.config(
+        "quick",
+        train_size=100,
+        depths=(3,),
+        width=4,
+        seeds=2,
+        steps=30,
+        record_every=10,
+        lanczos_tol=1e-9,
+        max_hvps=800,
+        grid=3,
+        convexity_grid=3,
+    )
+    result = study.run(config, StudyContext(dtype="float64"))
+    data = subset(load_data("digits"), 100, 0)
+    X, y = data.X_train.double(), data.y_train
+    for residual in (False, True):
+        point = result.point(3, residual)
+        for k in range(2):
+            model = build_model(point.model, seed=k).double()
+            torch.nn.functional.cross_entropy(model(X), y).backward()
+            norms = {}
+            for name, p in model.named_parameters():
+                owner = name.rsplit(".", 1)[0]
+                norms[owner] = norms.get(owner, 0.0) + float(p.grad.square().sum())
+            assert list(norms) == point.layers
+            # Same float64 arithmetic by two routes: agreement to 1e-10 relative.
+            np.testing.assert_allclose(point.grad_norm_init[k], np.sqrt(list(norms.values())), rtol=1e-10)
+        # The convexity map's center cell is θ_end of seed 0: |λmin/λmax| of the dense Hessian there.
+        plane_ = next(p for p in result.planes if p.residual == residual)
+        theta = torch.as_tensor(point.theta_end[0])
+        model = build_model(point.model).double()
+        params = dict(model.named_parameters())
+        names, shapes = list(params), [p.shape for p in params.values()]
+
+        def loss(t: torch.Tensor, names=names, shapes=shapes, model=model) -> torch.Tensor:
+            chunks, start = {}, 0
+            for name, shape in zip(names, shapes, strict=True):
+                chunks[name] = t[start : start + shape.numel()].view(shape)
+                start += shape.numel()
+            return torch.nn.functional.cross_entropy(torch.func.functional_call(model, chunks, (X,)), y)
+
+        eig = torch.linalg.eigvalsh(torch.func.hessian(loss)(theta))
+        lo, hi = float(eig[0]), float(eig[-1])
+        # Krylov space ≥ D in float64: eigenvalues to ~1e-8 of λmax.
+        assert plane_.lambda_max[1, 1] == pytest.approx(hi, rel=1e-6)
+        assert plane_.lambda_min[1, 1] == pytest.approx(lo, abs=1e-6 * hi)
+        assert plane_.convexity[1, 1] == pytest.approx(abs(lo / hi), abs=1e-5)
+        assert point.lambda_max_end[0] == pytest.approx(hi, rel=1e-6)
+
+
+def test_settings_are_validated() -> None:
+    study = STUDIES["depth"]
+    with pytest.raises(UserError, match="at least one depth"):
+        study.config("quick", depths=())
+    with pytest.raises(UserError, match="must differ"):
+        study.config("quick", depths=(4, 4))
+    with pytest.raises(UserError, match="'trains_below' parameter of the depth study"):
+        study.config("quick", trains_below=1.5)
+    result = CliRunner().invoke(app, ["study", "depth", "--set", "width=0"])
+    assert result.exit_code == 2 and "width" in result.stderr
+
+
+TINY = ["depths=2,3,4", "width=6", "seeds=2", "steps=40", "train_size=150", "grid=3", "convexity_grid=1"]
+
+
+def _command(out: Path) -> list[str]:
+    tiny = [arg for item in TINY for arg in ("--set", item)]
+    return [sys.executable, "-m", "losslab.cli", "study", "depth", "--quick", *tiny, "--out", str(out), "--json"]
+
+
+def test_a_killed_study_resumes_bit_identically(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1"}
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_command(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    chunks = killed / "chunks" / "depth"
+    deadline = time.time() + 180
+    while len(list(chunks.glob("0*.npz"))) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = len(list(chunks.glob("0*.npz")))
+    assert 2 <= done < 6, "the study must die mid-sweep for this test to mean anything"
+    assert json.loads((killed / "run.json").read_text())["status"] == "running"
+    subprocess.run(_command(killed), env=env, check=True, stdout=subprocess.DEVNULL)
+    clean = tmp_path / "clean"
+    subprocess.run(_command(clean), env=env, check=True, stdout=subprocess.DEVNULL)
+    a, b = load(killed), load(clean)
+    assert a.manifest["resumed"] and a.status == "complete"
+    for pa, pb in zip(a.result.points, b.result.points, strict=True):
+        for field in ("final_loss", "loss_curve", "grad_norm_init", "lambda_max_end", "theta_end"):
+            assert getattr(pa, field).tobytes() == getattr(pb, field).tobytes(), field
+    assert a.result.planes[1].loss.tobytes() == b.result.planes[1].loss.tobytes()
+    assert (killed / "figures" / "study-depth.png").is_file()
+    assert (killed / "figures" / "study-depth-planes.png").is_file()
+
+
+def test_cli_lists_the_study() -> None:
+    listed = CliRunner().invoke(app, ["study", "list", "--json"])
+    assert listed.exit_code == 0 and "depth" in json.loads(listed.stdout)
