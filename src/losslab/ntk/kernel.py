@@ -184,8 +184,7 @@ def ntk_vector_product(
     out, pullback = vjp(f, theta)
     v = torch.as_tensor(v).to(out.device, out.dtype)
     if v.numel() != out.numel():
-        raise UserError(
-            f"The vector has {v.numel()} entries but f(X) has {out.numel()}: pass shape {(len(X), out.numel() // len(X))}."
-        )
+        shape = (len(X), out.numel() // len(X))
+        raise UserError(f"The vector has {v.numel()} entries but f(X) has {out.numel()}: pass shape {shape}.")
     (tangent,) = pullback(v.reshape(-1))
     return jvp(f, (theta,), (tangent,))[1].reshape(v.shape).detach()

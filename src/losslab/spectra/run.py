@@ -101,7 +101,11 @@ class SpectraResult:
         }
 
     def warnings(self) -> list[str]:
-        return [f"{layer.name}: alpha not credible: {'; '.join(layer.fit.reasons)}" for layer in self.layers if layer.fit.reasons]
+        return [
+            f"{layer.name}: alpha not credible: {'; '.join(layer.fit.reasons)}"
+            for layer in self.layers
+            if layer.fit.reasons
+        ]
 
 
 def spectrum_of(name: str, mats: list[np.ndarray], config: SpectraConfig) -> LayerSpectrum:
