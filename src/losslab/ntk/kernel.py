@@ -61,19 +61,22 @@ def _kernel_jacobian(
 
 
 def _kernel_ntvp(
-    objective: Objective, theta: torch.Tensor, X1: torch.Tensor, X2: torch.Tensor | None, chunk: int
+    objective: Objective, theta: torch.Tensor, X1: torch.Tensor, X2: torch.Tensor | None, rows: int, chunk: int
 ) -> torch.Tensor:
+    """Columns J(X₁)(J(X₂)ᵀ e_j), X₂ taken ``rows`` examples at a time so that each pullback runs
+    backward through those rows only (a pullback through all of X₂ per column would cost n₂² passes)."""
     f1 = _output_fn(objective, X1)
-    f2 = f1 if X2 is None else _output_fn(objective, X2)
-    out2, pullback = vjp(f2, theta)
-    m = out2.numel()
+    X2 = X1 if X2 is None else X2
+    cols = []
+    for i in range(0, len(X2), rows):
+        out2, pullback = vjp(_output_fn(objective, X2[i : i + rows]), theta)
 
-    def column(e: torch.Tensor) -> torch.Tensor:
-        (tangent,) = pullback(e)
-        return jvp(f1, (theta,), (tangent,))[1]
+        def column(e: torch.Tensor, pullback=pullback) -> torch.Tensor:  # bound per block
+            (tangent,) = pullback(e)
+            return jvp(f1, (theta,), (tangent,))[1]
 
-    eye = torch.eye(m, dtype=out2.dtype, device=out2.device)
-    cols = [vmap(column)(eye[j : j + chunk]) for j in range(0, m, chunk)]
+        eye = torch.eye(out2.numel(), dtype=out2.dtype, device=out2.device)
+        cols += [vmap(column)(eye[j : j + chunk]) for j in range(0, len(eye), chunk)]
     return torch.cat(cols).T
 
 
@@ -104,7 +107,8 @@ def choose_method(
 
     Jacobian path: one ``rows``-example Jacobian, scaled to (n₁ + n₂)/rows blocks, plus the
     product (timed on the probe's Jacobian, scaled by n₁n₂/rows²). NTVP path: one chunk of
-    ``chunk`` columns over n₁ rows, scaled to n₂k/chunk chunks. Returns the method and the
+    ``chunk`` columns (pullback through ``rows`` examples, push-forward through n₁ rows),
+    scaled to n₂k/chunk chunks. Returns the method and the
     predicted seconds of each (``"jacobian"`` is inf where its Jacobians exceed the memory budget).
     """
     X = objective.X[: min(rows, objective.n)]
@@ -167,7 +171,7 @@ def ntk(
     if method == "jacobian":
         K = _kernel_jacobian(objective, theta, X1, None if same else X2r, rows)
     else:
-        K = _kernel_ntvp(objective, theta, X1, None if same else X2r, chunk)
+        K = _kernel_ntvp(objective, theta, X1, None if same else X2r, rows, chunk)
     K = K.detach().reshape(len(X1), k, len(X2r), k).permute(0, 2, 1, 3)
     if objective.check_finite and not torch.isfinite(K).all():
         raise UserError("The NTK is not finite at this θ: check the weights (NaN or inf) or use --dtype float64.")
