@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from losslab.errors import UserError
+from losslab.report import figures_of
 from losslab.spectra import (
     SpectraConfig,
     esd,
@@ -119,3 +120,6 @@ def test_layer_spectra_of_an_untrained_mlp_are_random_matrices() -> None:
         assert layer.mp_ks < 0.08 and layer.above_edge < 0.05
         assert not layer.fit.credible
     assert result.summary()["credible_layers"] == 0 and len(result.warnings()) == 2
+    # A percentile interval may exclude the point estimate; the α figure must still draw.
+    result.layers[0].fit.alpha_low = result.layers[0].fit.alpha + 1.0
+    assert [f.slug for f in figures_of(result)] == ["esd", "alpha"]

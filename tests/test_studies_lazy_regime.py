@@ -98,6 +98,8 @@ def test_ntk_parametrization_and_slope_fit() -> None:
     assert slope == pytest.approx(-0.5, abs=1e-12) and err > 0.01
     slope, err = log_log_slope(widths, np.stack([widths**-0.5 * 2] * 2, axis=1))
     assert slope == pytest.approx(-0.5, abs=1e-12) and err < 1e-6
+    slope, err = log_log_slope(widths[:2], widths[:2, None] ** -0.5)  # two points: a slope, no error
+    assert slope == pytest.approx(-0.5, abs=1e-12) and math.isnan(err)
     with pytest.raises(UserError, match="two widths"):
         STUDIES["lazy-regime"].config("quick", widths=(64,))
     with pytest.raises(UserError, match="regression"):

@@ -74,7 +74,8 @@ def _spectra(result: SpectraResult) -> list[Figure]:
     lo = np.array([layer.fit.alpha_low for layer in layers])
     hi = np.array([layer.fit.alpha_high for layer in layers])
     ok = np.array([layer.fit.credible for layer in layers])
-    yerr = [np.nan_to_num(a - lo), np.nan_to_num(hi - a)]
+    # A percentile interval need not contain the point estimate: clip the bar, do not fail on it.
+    yerr = [np.maximum(np.nan_to_num(a - lo), 0.0), np.maximum(np.nan_to_num(hi - a), 0.0)]
     ax.errorbar(x, a, yerr=yerr, fmt="none", ecolor="0.4", capsize=3)
     ax.plot(x[ok], a[ok], "o", color="tab:green", label="credible")
     ax.plot(x[~ok], a[~ok], "x", color="tab:red", label="not credible")

@@ -167,10 +167,12 @@ def log_log_slope(widths: np.ndarray, values: np.ndarray) -> tuple[float, float]
     y = np.log(np.asarray(values, dtype=np.float64)).ravel()
     keep = np.isfinite(y)
     x, y = x[keep], y[keep]
-    if len(x) < 3 or np.ptp(x) == 0:
+    if len(x) < 2 or np.ptp(x) == 0:
         return float("nan"), float("nan")
     A = np.stack([x, np.ones_like(x)], axis=1)
     coef, *_ = np.linalg.lstsq(A, y, rcond=None)
+    if len(x) == 2:  # a line through two points: no residual to estimate the error from
+        return float(coef[0]), float("nan")
     resid = y - A @ coef
     sigma2 = resid @ resid / (len(x) - 2)
     cov = sigma2 * np.linalg.inv(A.T @ A)
