@@ -11,6 +11,7 @@ from losslab.cli import (  # noqa: F401
     demo,
     exact,  # noqa: F401, I001
     hessian,  # noqa: F401, I001
+    ntk,  # noqa: F401, I001
     study,  # noqa: F401, I001
     surface,  # noqa: F401, I001
     train,

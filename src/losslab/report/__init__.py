@@ -3,6 +3,7 @@
 from losslab.report import connectivity as _connectivity  # noqa: F401
 from losslab.report import curvature as _curvature  # noqa: F401
 from losslab.report import exact as _exact  # noqa: F401
+from losslab.report import ntk as _ntk  # noqa: F401
 from losslab.report import studies as _studies  # noqa: F401  (registers the drawings)
 from losslab.report import surface as _surface  # noqa: F401
 from losslab.report import train as _train  # noqa: F401
