@@ -437,7 +437,10 @@ def _run(
         ask = [end for end, v in status.items() if v == "unchecked"]
         if left < 4:
             for end in ask:
-                status[end], notes[end] = "failed", "the product budget ran out before the completeness check (raise max_hvps)"
+                status[end], notes[end] = (
+                    "failed",
+                    "the product budget ran out before the completeness check (raise max_hvps)",
+                )
             break
         Z = _orthonormal_rows(torch.stack([y for end in found for _, y, _ in found[end]]))
         # σ must not be extreme among the eigenvalues not found. By interlacing (Parlett 1998,
