@@ -55,6 +55,8 @@ def _accuracy(result: LotteryResult) -> list[Figure]:
         axes[s].axhline(result.dense, color="k", lw=0.8, ls="--", label="dense")
         inter.add_hline(y=result.dense, line={"color": "black", "dash": "dash", "width": 1}, row=1, col=s + 1)
         axes[s].set(xlabel="weights kept (%)", ylabel="test accuracy", xscale="log", title=f"{scope} pruning")
+        axes[s].set_xticks(percent, labels=[f"{p:.3g}" for p in percent], minor=False)
+        axes[s].minorticks_off()
         axes[s].invert_xaxis()
         axes[s].grid(alpha=0.3)
     axes[0].legend(fontsize=7)
