@@ -159,6 +159,10 @@ def _matrix_table(rows: dict[str, dict[str, Any]], caption: str = "") -> str:
     return f"<table>{cap}{head}{body}</table>"
 
 
+def _caption(outer: str, inner: str) -> str:
+    return f"{outer} › {inner}" if outer else inner
+
+
 def result_tables(result: dict[str, Any], caption: str = "") -> str:
     """A nested result as grouped tables: the scalars in one table, a dict of like dicts as one matrix
     (rows: outer keys, columns: inner keys), anything deeper as its own captioned group."""
@@ -166,12 +170,16 @@ def result_tables(result: dict[str, Any], caption: str = "") -> str:
     groups = [(k, v) for k, v in result.items() if not _is_scalar(v)]
     parts = [_key_value_table(scalars, caption)] if scalars else []
     # Sibling dicts whose values are all scalars (A and B of connect: their losses and errors) read best as one matrix.
-    flat = {k: v for k, v in groups if isinstance(v, dict) and v and all(_is_scalar(x) for x in v.values())}
-    if len(flat) >= 2:
-        parts.append(_matrix_table(flat, " · ".join(_words(k) for k in flat)))
-        groups = [(k, v) for k, v in groups if k not in flat]
+    alike: dict[tuple[str, ...], dict[str, Any]] = {}
     for k, v in groups:
-        name = f"{caption} › {_words(k)}" if caption else _words(k)
+        if isinstance(v, dict) and v and all(_is_scalar(x) for x in v.values()):
+            alike.setdefault(tuple(v), {})[k] = v
+    for flat in alike.values():
+        if len(flat) >= 2:
+            parts.append(_matrix_table(flat, _caption(caption, " · ".join(_words(k) for k in flat))))
+            groups = [(k, v) for k, v in groups if k not in flat]
+    for k, v in groups:
+        name = _caption(caption, _words(k))
         if (
             isinstance(v, dict)
             and v
