@@ -50,6 +50,10 @@ def _log_scale(scale: str, *arrays: np.ndarray | None) -> bool:
     return scale == "log" or values.max() / values.min() > 100.0
 
 
+# A snapshot closer to the plane than this, relative to ‖θ‖, is on it: float32 snapshots carry ~1e-7 relative rounding.
+_ON_PLANE = 1e-5
+
+
 def _axis_label(name: str, kind: str) -> str:
     return f"{name} (along {kind})"
 
@@ -74,7 +78,15 @@ def _surface(result: Surface) -> list[Figure]:
         if traj is not None:
             ax.plot(traj.coords[:, 0], traj.coords[:, 1], "-", color="tab:red", lw=1.2)
             ax.plot(traj.coords[:, 0], traj.coords[:, 1], "o", color="tab:red", ms=2.5)
-            ax.plot(traj.coords[:1, 0], traj.coords[:1, 1], "s", color="tab:orange", ms=6, label="start")
+            # A snapshot off the plane is drawn where it projects, hollow, and says how far off it is: a filled
+            # "start" on top of θ would claim the run started at θ (issue 16: the start was 5.2 off the plane).
+            off = float(traj.residual[0])
+            if off > _ON_PLANE * max(1.0, float(np.linalg.norm(np.asarray(result.theta, dtype=float)))):
+                label = f"start (projection; {off:.3g} off the plane)"
+                ax.plot(traj.coords[:1, 0], traj.coords[:1, 1], "s", mfc="none", mec="tab:orange", mew=1.5, ms=8,
+                        label=label)  # fmt: skip
+            else:
+                ax.plot(traj.coords[:1, 0], traj.coords[:1, 1], "s", color="tab:orange", ms=6, label="start")
             ax.set(xlim=(result.a[0], result.a[-1]), ylim=(result.b[0], result.b[-1]))
         ax.set(xlabel=_axis_label("a", kinds[0]), ylabel=_axis_label("b", kinds[1]))
         ax.legend(loc="upper right", fontsize=8)
@@ -98,7 +110,7 @@ def _surface(result: Surface) -> list[Figure]:
                     line={"color": "red", "width": 5},
                     marker={"size": 3, "color": "red"},
                     text=[f"step {s}" for s in traj.steps],
-                    name="trajectory (projected)",
+                    name=f"trajectory (projected; up to {float(np.max(traj.residual)):.3g} off the plane)",
                 )
             )
         inter.update_layout(
