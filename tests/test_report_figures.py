@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -65,3 +66,51 @@ def test_an_off_plane_start_is_drawn_as_a_hollow_projection_with_its_distance() 
     assert marker.get_markerfacecolor() == "none"  # hollow: it is not a point of the plane
     np.testing.assert_allclose(marker.get_xydata()[0], traj.coords[0])
     assert "off the plane" in fig.interactive.data[1].name
+
+
+def _saddle(bound_low: float, bound_high: float):  # noqa: ANN202
+    from losslab.curvature.saddle import SaddleIndex
+
+    grid = np.linspace(-0.05, 1.5, 200)
+    cdf = np.stack([np.clip((grid + 0.02) / 1.5, 0, 1), np.clip((grid + 0.021) / 1.5, 0, 1)])
+    return SaddleIndex(
+        tau=0.0014, fraction=0.11, fraction_low=0.09, fraction_high=0.13, bound_low=bound_low, bound_high=bound_high,
+        confidence=0.95, count_estimate=2000.0, count_lower=5, count=None, lambda_min=-0.0147,
+        lambda_min_residual=1e-6, lambda_max=1.41, ratio=0.0104, verdict="saddle", dim=17610, grid=grid, cdf=cdf,
+        hvps=100, wall_seconds=1.0,
+    )  # fmt: skip
+
+
+def test_the_saddle_intervals_sit_at_minus_tau_and_a_0_1_bound_is_not_painted() -> None:
+    (fig,) = figures_of(_saddle(0.0, 1.0))
+    ax = fig.static.axes[0]
+    assert len(ax.patches) == 0, "no band across the panel"
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert not any("CMS" in label for label in labels)
+    assert "not bounded by the quadrature" in fig.caption and "exact count not computed" in fig.caption
+    (point,) = [t for t in fig.interactive.data if t.name.startswith("fraction")]
+    assert point.x == (-0.0014,) and point.y == (0.11,)
+    (fig,) = figures_of(_saddle(0.08, 0.15))
+    labels = [t.get_text() for t in fig.static.axes[0].get_legend().get_texts()]
+    assert any("CMS" in label for label in labels) and "[0.08, 0.15]" in fig.caption
+
+
+def _eigenpairs(converged: list[bool]):  # noqa: ANN202
+    from losslab.curvature.lanczos import Eigenpairs
+
+    k = len(converged)
+    return Eigenpairs(
+        eigenvalues=np.array([2e-5, 1e-5, 5e-6][:k]), vectors=np.zeros((k, 3)), residuals=np.full(k, 1e-9),
+        converged=np.array(converged), error_estimates=np.zeros(k), which="top", tol=1e-5, norm_estimate=2e-5,
+        hvps=10, steps=10, restarts=0, residual_source="product", operator="hessian", wall_seconds=0.1,
+    )  # fmt: skip
+
+
+def test_eigenvalue_ticks_are_powers_of_ten_and_red_is_named_only_when_drawn() -> None:
+    (fig,) = figures_of(_eigenpairs([True, True, True]))
+    assert not re.search(r"\bred\b", fig.caption)
+    layout = fig.interactive.layout
+    assert layout.yaxis.exponentformat == "power" and layout.yaxis2.exponentformat == "power"  # not "10µ"
+    (fig,) = figures_of(_eigenpairs([True, False, True]))
+    assert "red bars: not converged" in fig.caption
+    assert list(fig.interactive.data[1].marker.color).count("#d62728") == 1
