@@ -52,3 +52,17 @@ def test_figure_file_names_name_each_part_once() -> None:
     assert figure_stem("surface", "surface-train", "train-surface-filter-filter") == "surface-train-filter"
     assert figure_stem("", "trace", "trace-xtrace") == "trace-xtrace"
     assert figure_stem("", "sharpness", "edge-of-stability") == "sharpness-edge-of-stability"
+
+
+def test_png_figures_name_their_run_model_and_data(tmp_path) -> None:  # noqa: ANN001
+    from losslab.report import Figure, new_figure
+
+    static, ax = new_figure()
+    ax.plot([0, 1], [1, 0])
+    fig = Figure("training", "Training curves", static, None)
+    manifest = {"command": "train", "config": {"model": "mlp:64-100-100-10", "data": "digits"}, "status": "complete"}
+    render_report("r", [Section("Train", manifest, {}, [("train", fig)], key="train")], tmp_path)
+    assert static.get_suptitle() == "run: train · model: mlp:64-100-100-10 · data: digits"
+    assert (tmp_path / "train-training.png").is_file()
+    render_report("r", [Section("Train", manifest, {}, [("train", fig)], key="train")])
+    assert static.get_suptitle().count("run: train") == 1

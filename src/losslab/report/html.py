@@ -22,7 +22,16 @@ from typing import Any
 from losslab._io import atomic_write
 from losslab.report.figures import Figure, figures_of
 
-__all__ = ["HEADLINES", "Section", "figure_stem", "format_value", "headline", "render_report", "write_report"]
+__all__ = [
+    "HEADLINES",
+    "Section",
+    "figure_stem",
+    "format_value",
+    "headline",
+    "provenance",
+    "render_report",
+    "write_report",
+]
 
 
 @dataclass
@@ -304,6 +313,29 @@ def _png(fig: Figure, path: Path | None) -> str:
     return base64.b64encode(data).decode()
 
 
+def provenance(section: Section) -> str:
+    """One line naming the run, its model and its data: what a PNG copied out of the report must carry."""
+    m = section.manifest
+    config = m.get("config") or {}
+    run = section.key or str(m.get("command") or section.title)
+    parts = [f"run: {run}"]
+    if m.get("command") and str(m["command"]) != run:
+        parts[0] += f" ({m['command']})"
+    for name in ("model", "data"):
+        if config.get(name):
+            parts.append(f"{name}: {config[name]}")
+    return " · ".join(parts)
+
+
+def _stamp(fig: Figure, section: Section) -> None:
+    assert fig.static is not None
+    line = provenance(section)
+    current = fig.static.get_suptitle()
+    if line in current:  # a figure drawn into two reports is stamped once
+        return
+    fig.static.suptitle(f"{current}\n{line}" if current else line, fontsize=8, color="0.3")
+
+
 def _script_json(text: str) -> str:
     # JSON inside <script> must not close the tag: "</" and "<!--" are escaped (still the same JSON).
     return text.replace("</", "<\\/").replace("<!--", "<\\!--")
@@ -368,6 +400,7 @@ def _section_html(index: int, section: Section, figure_dir: Path | None, plots: 
         if fig.static is not None:
             stem = figure_stem(section.key, name, fig.slug)
             path = figure_dir / f"{stem}.png" if figure_dir is not None else None
+            _stamp(fig, section)
             png = _png(fig, path)
             alt = html.escape(fig.title, quote=True)
             img = f"<img alt='{alt}' src='data:image/png;base64,{png}'>"
