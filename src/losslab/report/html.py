@@ -51,7 +51,7 @@ body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:0;color:#222
 nav{position:fixed;top:0;left:0;bottom:0;width:15rem;overflow-y:auto;background:#f7f7f7;border-right:1px solid #ddd;
 padding:1rem .8rem;font-size:.85rem}
 nav a{color:#245;text-decoration:none;display:block;padding:.15rem 0}nav a:hover{text-decoration:underline}
-nav ol{padding-left:1.1rem;margin:.2rem 0}nav ol ol a{color:#567}
+nav ol{padding-left:1.1rem;margin:.2rem 0}nav ol ol a{color:#567}.nav-title{font-weight:700;margin:0}
 main{margin-left:15rem;padding:1rem 2rem;max-width:1150px}
 @media (max-width:800px){nav{position:static;width:auto;border-right:0}main{margin-left:0}}
 h1{font-size:1.6rem}h2{border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2.5rem}
@@ -441,7 +441,11 @@ def render_report(title: str, sections: Sequence[Section], figure_dir: Path | No
         )
         body = f"<section id='at-a-glance'><h2>At a glance</h2><table>{rows}</table></section>\n{body}"
         rendered.insert(0, ("", "<li><a href='#at-a-glance'>At a glance</a></li>"))
-    nav = "<nav aria-label='contents'><b>Contents</b><ol>" + "".join(n for _, n in rendered) + "</ol></nav>"
+    nav = (
+        "<nav aria-label='contents'><p class='nav-title'>Contents</p><ol>"
+        + "".join(n for _, n in rendered)
+        + "</ol></nav>"
+    )
     scripts = ""
     if plots.count:
         from plotly.offline import get_plotlyjs
