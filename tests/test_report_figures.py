@@ -59,7 +59,11 @@ def test_an_off_plane_start_is_drawn_as_a_hollow_projection_with_its_distance() 
     traj = project(np.stack([start, theta]), theta, dirs.d1, dirs.d2, objective=obj)
     assert traj.residual[0] > 1.0
     surface = plane(obj, obj.theta0, dirs, axis(-1.0, 1.0, 5), axis(-1.0, 1.0, 5), trajectory=traj)
-    (fig,) = figures_of(surface)
+    fig, static_3d = figures_of(surface)
+    assert static_3d.static.axes[0].name == "3d"
+    static_3d.static.canvas.draw()  # tick labels exist once drawn
+    zticks = [t.get_text() for t in static_3d.static.axes[0].get_zticklabels()]
+    assert zticks and all(len(t) <= 6 for t in zticks), zticks  # short plain numbers, no offset text
     ax = fig.static.axes[0]
     (marker,) = [line for line in ax.get_lines() if line.get_label().startswith("start")]
     assert marker.get_label() == f"start (projection; {traj.residual[0]:.3g} off the plane)"
