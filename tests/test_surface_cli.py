@@ -70,8 +70,8 @@ def test_surface_command_writes_a_reloadable_run_with_figures(train_run: Path, t
     assert surface.trajectory is not None and len(surface.trajectory.steps) == len(trained.snapshots)
     assert surface.trajectory.residual[-1] < 1e-5  # the last snapshot is the center itself
     for name in (
-        "figures/surface-train-surface-filter-filter.png",
-        "figures/surface-test-surface-filter-filter.png",
+        "figures/surface-train-filter.png",
+        "figures/surface-test-filter.png",
         "report.html",
     ):
         assert (out / name).is_file(), name
@@ -136,7 +136,7 @@ def test_pca_plane_and_line(train_run: Path, tmp_path: Path) -> None:
     assert line.exit_code == 0, line.stderr
     result = load(tmp_path / "line").result
     assert isinstance(result, Line) and result.alphas[0] == -1.0 and result.alphas[-1] == 1.0
-    assert (tmp_path / "line" / "figures" / "line-line.png").is_file()
+    assert (tmp_path / "line" / "figures" / "line.png").is_file()
 
 
 def test_interpolate_from_init_is_the_mli_curve(train_run: Path, tmp_path: Path) -> None:
@@ -165,7 +165,7 @@ def test_interpolate_from_init_is_the_mli_curve(train_run: Path, tmp_path: Path)
     # float32 losses through two evaluation paths: agreement to a few ulps of ~2.3
     assert curve.loss[0] == pytest.approx(float(obj.loss(torch.as_tensor(trained.theta_init))), rel=1e-6)
     assert curve.loss[-1] == pytest.approx(float(obj.loss(torch.as_tensor(trained.theta))), rel=1e-6)
-    assert curve.test_loss is not None and (out / "figures" / "interpolation-interpolation.png").is_file()
+    assert curve.test_loss is not None and (out / "figures" / "interpolation.png").is_file()
     # from a checkpoint file to a run directory, past both ends
     other = invoke(
         "interpolate",

@@ -24,8 +24,9 @@ def test_plane_figures_put_a_on_x_and_b_on_y_with_the_trajectory() -> None:
     snapshots = obj.theta0.numpy() + 0.05 * np.random.default_rng(0).normal(size=(5, obj.dim))
     traj = project(snapshots, obj.theta0.numpy(), dirs.d1, dirs.d2, objective=obj)
     surface = plane(obj, obj.theta0, dirs, axis(-1.0, 1.0, 5), axis(-0.5, 0.5, 3), trajectory=traj)
-    (fig,) = figures_of(surface)
+    fig, static_3d = figures_of(surface)
     assert fig.slug == "train-surface-filter-filter" and fig.static is not None
+    assert static_3d.slug == "train-surface-filter-filter-3d" and static_3d.interactive is None
     z = np.asarray(fig.interactive.data[0].z)
     assert z.shape == (3, 5)  # rows follow b (y), columns follow a (x)
     assert z[2, 1] == surface.loss[1, 2]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 
@@ -10,7 +11,40 @@ from losslab._version import __version__
 
 __all__ = ["app"]
 
-app = typer.Typer(
+_ABBREVIATIONS = ("et al.", "e.g.", "i.e.", "cf.", "vs.", "Fig.", "Eq.")
+
+
+def first_sentence(doc: str | None) -> str:
+    """The first sentence of a docstring, for the command list: click's own rule stops at the first word ending
+    in '.', which cuts "Instability analysis (Frankle et al. 2020): …" after "al.". A sentence here ends at '.'
+    outside parentheses and not after a known abbreviation."""
+    text = " ".join((doc or "").split("\n\n")[0].split())
+    depth = 0
+    for i, ch in enumerate(text):
+        depth += (ch == "(") - (ch == ")")
+        if ch == "." and depth <= 0 and (i + 1 == len(text) or text[i + 1] == " "):
+            if not text[: i + 1].endswith(_ABBREVIATIONS):
+                return text[: i + 1]
+    return text
+
+
+class _App(typer.Typer):
+    """A Typer app whose commands are listed with their whole first sentence (see `first_sentence`)."""
+
+    def command(self, name: str | None = None, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        decorator = super().command(name, **kwargs)
+        if kwargs.get("short_help") is not None:
+            return decorator
+
+        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+            result = decorator(fn)
+            self.registered_commands[-1].short_help = first_sentence(fn.__doc__)
+            return result
+
+        return register
+
+
+app = _App(
     name="losslab",
     help="Measure why a neural network is hard or easy to train.",
     no_args_is_help=True,

@@ -18,6 +18,7 @@ from losslab.store import load
 
 __all__ = ["DEMO_STEPS", "demo", "demo_step"]
 
+_REPORT_ORDER = ("train", "surface", "surface-pca", "interpolate", "connect", "hessian")
 DemoStep = Callable[[Path, bool, str], None]
 DEMO_STEPS: list[tuple[str, str, DemoStep]] = []
 
@@ -71,6 +72,8 @@ def demo(out: OutOpt = None, force: ForceOpt = False, device: DeviceOpt = "cpu",
             loaded = load(child)
             summary[name] = {**(loaded.manifest.get("result") or {}), "seconds": round(time.perf_counter() - start, 2)}
             sections.append(Section(title, loaded.manifest, loaded.results, key=name))
+        # The report reads in the order a reader asks: the model, its surface, then why it is where it is.
+        sections.sort(key=lambda s: _REPORT_ORDER.index(s.key) if s.key in _REPORT_ORDER else len(_REPORT_ORDER))
         run.manifest.update(result=summary, status="complete")
         run.stop_clock()  # the report shows the wall time
         write_report(run.path / "report.html", "losslab demo", sections, run.path / "figures")

@@ -21,6 +21,12 @@ from losslab.report.figures import Figure, draws, new_figure
 __all__: list[str] = []
 
 
+def _powers_of_ten(fig: go.Figure) -> None:
+    """Ticks as 10⁻⁵ and 2×10⁻⁵, not plotly's SI prefixes ("10µ" reads as ten micro-units of something)."""
+    fig.update_xaxes(exponentformat="power")
+    fig.update_yaxes(exponentformat="power")
+
+
 @draws(Eigenpairs)
 def _eigenpairs(result: Eigenpairs) -> list[Figure]:
     k = len(result.eigenvalues)
@@ -65,12 +71,13 @@ def _eigenpairs(result: Eigenpairs) -> list[Figure]:
     )
     inter.add_hline(y=result.tol, line_dash="dash", row=1, col=2)
     inter.update_yaxes(type="log", row=1, col=2)
+    _powers_of_ten(inter)
     inter.update_layout(height=380, margin={"t": 40}, showlegend=False)
     caption = (
         f"{k} {side} eigenvalues of the {result.operator} ({result.hvps} products, "
         f"{result.restarts} restarts); "
         f"{int(result.converged.sum())}/{k} certified at ‖Hv − λv‖ ≤ {result.tol:g}·‖H‖ "
-        f"(residuals {source}; red: not converged)."
+        f"(residuals {source}" + ("; red bars: not converged)." if not bool(np.all(result.converged)) else ").")
     )
     return [
         Figure(
@@ -94,6 +101,7 @@ def _density(result: SpectralDensity) -> list[Figure]:
     ax.grid(alpha=0.3)
     inter = go.Figure(go.Scatter(x=result.grid, y=density, mode="lines", name="density"))
     inter.update_yaxes(type="log", title_text="density")
+    _powers_of_ten(inter)
     inter.update_xaxes(title_text="eigenvalue")
     inter.update_layout(height=380, margin={"t": 30})
     caption = (
@@ -115,18 +123,27 @@ def _saddle(result: SaddleIndex) -> list[Figure]:
     for b, cdf in enumerate(result.cdf):
         ax.plot(result.grid[keep], cdf[keep], lw=1, alpha=0.8, label="per start" if b == 0 else None)
     ax.axvline(-result.tau, color="k", ls="--", lw=1, label=f"−τ = {-result.tau:.3g}")
-    ax.axhspan(
-        result.bound_low,
-        result.bound_high,
-        color="tab:gray",
-        alpha=0.15,
-        label="with the quadrature's error (CMS bound)",
-    )
-    ax.axhspan(
-        result.fraction_low,
-        result.fraction_high,
+    # Both intervals are about one number, the fraction below −τ, so they are drawn at t = −τ: a band across every t
+    # (as before) claimed the CDF lies in it everywhere, and a [0, 1] bound painted the whole panel grey.
+    informative = result.bound_high - result.bound_low < 1.0
+    if informative:
+        ax.errorbar(
+            [-result.tau],
+            [0.5 * (result.bound_low + result.bound_high)],
+            yerr=[[0.5 * (result.bound_high - result.bound_low)]],
+            fmt="none",
+            ecolor="tab:gray",
+            elinewidth=6,
+            alpha=0.5,
+            label="with the quadrature's error (CMS bound)",
+        )
+    ax.errorbar(
+        [-result.tau],
+        [result.fraction],
+        yerr=[[result.fraction - result.fraction_low], [result.fraction_high - result.fraction]],
+        fmt="o",
         color="tab:orange",
-        alpha=0.35,
+        capsize=4,
         label=f"fraction < −τ, {result.confidence:.0%} CI over starts",
     )
     ax.set(xlabel="eigenvalue t", ylabel="fraction of eigenvalues ≤ t")
@@ -136,21 +153,43 @@ def _saddle(result: SaddleIndex) -> list[Figure]:
     for b, cdf in enumerate(result.cdf):
         inter.add_trace(go.Scatter(x=result.grid[keep], y=cdf[keep], mode="lines", name=f"start {b}"))
     inter.add_vline(x=-result.tau, line_dash="dash")
-    inter.add_hrect(y0=result.bound_low, y1=result.bound_high, fillcolor="gray", opacity=0.15)
-    inter.add_hrect(
-        y0=result.fraction_low,
-        y1=result.fraction_high,
-        fillcolor="orange",
-        opacity=0.25,
-        line_width=0,
+    if informative:
+        inter.add_trace(
+            go.Scatter(
+                x=[-result.tau, -result.tau],
+                y=[result.bound_low, result.bound_high],
+                mode="lines",
+                line={"color": "gray", "width": 6},
+                opacity=0.5,
+                name="CMS bound",
+            )
+        )
+    inter.add_trace(
+        go.Scatter(
+            x=[-result.tau],
+            y=[result.fraction],
+            mode="markers",
+            marker={"color": "orange", "size": 9},
+            error_y={
+                "type": "data",
+                "symmetric": False,
+                "array": [result.fraction_high - result.fraction],
+                "arrayminus": [result.fraction - result.fraction_low],
+            },
+            name=f"fraction < −τ ({result.confidence:.0%} CI)",
+        )
     )
     inter.update_layout(height=380, margin={"t": 30}, xaxis_title="eigenvalue t", yaxis_title="fraction ≤ t")
-    count = "unknown" if result.count is None else str(result.count)
+    count = "not computed" if result.count is None else str(result.count)
     caption = (
         f"Verdict: {result.verdict}. Fraction of eigenvalues below −τ: {result.fraction:.3g} "
         f"[{result.fraction_low:.3g}, {result.fraction_high:.3g}] over the random starts, "
-        f"[{result.bound_low:.3g}, {result.bound_high:.3g}] with the quadrature's resolution "
-        f"(≈ {result.count_estimate:.0f} of {result.dim}); "
+        + (
+            f"[{result.bound_low:.3g}, {result.bound_high:.3g}] with the quadrature's resolution "
+            if informative
+            else "not bounded by the quadrature's resolution at this many steps (its interval is [0, 1]) "
+        )
+        + f"(≈ {result.count_estimate:.0f} of {result.dim}); "
         f"at least {result.count_lower} certified by interlacing, exact count {count}; "
         f"λmin = {result.lambda_min:.4g} (residual {result.lambda_min_residual:.2g}), "
         f"|λmin|/λmax = {result.ratio:.3g}."

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import matplotlib.colors
+import matplotlib.lines
 import numpy as np
 import plotly.graph_objects as go
 from matplotlib.colors import ListedColormap
@@ -328,10 +330,17 @@ def _functions(result: Relu2Result) -> Figure:
     grid = np.stack(np.meshgrid(g0, g1), -1).reshape(-1, 2)
     level = 0.5 * (y.min() + y.max())
     exact = relu2_outputs(result.U, result.alpha, grid).reshape(len(g1), len(g0))
-    ax.contourf(g0, g1, exact, levels=20, cmap="RdBu", alpha=0.35)
+    # One colour scale for the shading and the data, centred on the level set, so a point's colour and the
+    # shading under it agree exactly when the certified network fits it.
+    span = float(max(np.abs(exact - level).max(), np.abs(y - level).max(), 1e-12))
+    norm = matplotlib.colors.Normalize(level - span, level + span)
+    shading = ax.contourf(g0, g1, exact, levels=20, cmap="RdBu", norm=norm, alpha=0.35)
+    fig.colorbar(shading, ax=ax, label="f(x) of the certified network (shading) and label y (points)")
+    handles = [matplotlib.lines.Line2D([], [], color="k", lw=2, label=f"global optimum, f = {level:.3g}")]
     if exact.min() < level < exact.max():  # matplotlib warns about a level the surface never reaches
         ax.contour(g0, g1, exact, levels=[level], colors="k", linewidths=2)
-    ax.scatter(X[:, 0], X[:, 1], c=y, cmap="RdBu", edgecolors="k", s=25, zorder=3)
+    ax.scatter(X[:, 0], X[:, 1], c=y, cmap="RdBu", norm=norm, edgecolors="k", s=25, zorder=3)
+    handles.append(matplotlib.lines.Line2D([], [], ls="", marker="o", mfc="w", mec="k", label="data (fill: label y)"))
     inter.add_trace(
         go.Contour(
             x=g0,
@@ -352,34 +361,38 @@ def _functions(result: Relu2Result) -> Figure:
             name="data",
         )
     )
-    styles = ("--", ":")
-    for (name, k), style in zip(picks, styles, strict=False):
+    styles = (("--", "C1", "orange", "dash"), (":", "C4", "purple", "dot"))
+    described = []
+    for (name, k), (style, colour, colour_name, dash) in zip(picks, styles, strict=False):
         U, alpha = sgd.network(k)
         values = relu2_outputs(U, alpha, grid).reshape(len(g1), len(g0))
         if values.min() < level < values.max():
-            ax.contour(
-                g0,
-                g1,
-                values,
-                levels=[level],
-                colors="C1" if style == "--" else "C4",
-                linestyles=style,
-            )
+            ax.contour(g0, g1, values, levels=[level], colors=colour, linestyles=style)
+            handles.append(matplotlib.lines.Line2D([], [], color=colour, ls=style, label=name))
+            described.append(f"the {name} ({'dashed' if style == '--' else 'dotted'} {colour_name})")
+        else:
+            described.append(f"the {name} (its output never crosses f = {level:.3g}: no line)")
         inter.add_trace(
             go.Contour(
                 x=g0,
                 y=g1,
                 z=values,
                 contours={"start": level, "end": level, "coloring": "lines"},
+                line={"color": matplotlib.colors.to_hex(colour), "dash": dash, "width": 2},
+                colorscale=[[0, matplotlib.colors.to_hex(colour)], [1, matplotlib.colors.to_hex(colour)]],
                 showscale=False,
+                showlegend=True,
                 name=name,
             )
         )
+    ax.legend(handles=handles, fontsize=8, loc="best", framealpha=0.85)
+    ax.set_box_aspect(1)  # both inputs are on the same footing: a square panel, not a 3:1 strip
     ax.set(xlabel="x₁", ylabel="x₂")
     caption = (
-        f"Level set f = {level:.3g} of the certified network (solid black) and of the best "
-        "(dashed) and "
-        "worst (dotted) SGD seeds; shading is the certified network's output."
+        f"Level set f = {level:.3g} of the certified network (solid black)"
+        + (" and of " + " and ".join(described) if described else "")
+        + "; shading (blue high, red low, colour bar) is the certified network's output, points are coloured by"
+        " their label on the same scale."
     )
     return Figure("boundaries", "Decision boundaries: global optimum vs SGD", fig, inter, caption)
 

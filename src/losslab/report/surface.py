@@ -25,7 +25,7 @@ from losslab.errors import check_choice
 from losslab.report.figures import Figure, draws, new_figure
 from losslab.surface import Interpolation, Line, Surface
 
-__all__ = ["SCALES", "loss_scale"]
+__all__ = ["SCALES", "loss_scale", "write_vts"]
 
 SCALES = ("auto", "linear", "log")
 _SCALE: ContextVar[str] = ContextVar("loss_scale", default="auto")
@@ -48,6 +48,10 @@ def _log_scale(scale: str, *arrays: np.ndarray | None) -> bool:
     if scale == "linear" or len(values) == 0 or values.min() <= 0:
         return False
     return scale == "log" or values.max() / values.min() > 100.0
+
+
+# A snapshot closer to the plane than this, relative to ‖θ‖, is on it: float32 snapshots carry ~1e-7 relative rounding.
+_ON_PLANE = 1e-5
 
 
 def _axis_label(name: str, kind: str) -> str:
@@ -74,7 +78,15 @@ def _surface(result: Surface) -> list[Figure]:
         if traj is not None:
             ax.plot(traj.coords[:, 0], traj.coords[:, 1], "-", color="tab:red", lw=1.2)
             ax.plot(traj.coords[:, 0], traj.coords[:, 1], "o", color="tab:red", ms=2.5)
-            ax.plot(traj.coords[:1, 0], traj.coords[:1, 1], "s", color="tab:orange", ms=6, label="start")
+            # A snapshot off the plane is drawn where it projects, hollow, and says how far off it is: a filled
+            # "start" on top of θ would claim the run started at θ (issue 16: the start was 5.2 off the plane).
+            off = float(traj.residual[0])
+            if off > _ON_PLANE * max(1.0, float(np.linalg.norm(np.asarray(result.theta, dtype=float)))):
+                label = f"start (projection; {off:.3g} off the plane)"
+                ax.plot(traj.coords[:1, 0], traj.coords[:1, 1], "s", mfc="none", mec="tab:orange", mew=1.5, ms=8,
+                        label=label)  # fmt: skip
+            else:
+                ax.plot(traj.coords[:1, 0], traj.coords[:1, 1], "s", color="tab:orange", ms=6, label="start")
             ax.set(xlim=(result.a[0], result.a[-1]), ylim=(result.b[0], result.b[-1]))
         ax.set(xlabel=_axis_label("a", kinds[0]), ylabel=_axis_label("b", kinds[1]))
         ax.legend(loc="upper right", fontsize=8)
@@ -98,7 +110,7 @@ def _surface(result: Surface) -> list[Figure]:
                     line={"color": "red", "width": 5},
                     marker={"size": 3, "color": "red"},
                     text=[f"step {s}" for s in traj.steps],
-                    name="trajectory (projected)",
+                    name=f"trajectory (projected; up to {float(np.max(traj.residual)):.3g} off the plane)",
                 )
             )
         inter.update_layout(
@@ -129,7 +141,26 @@ def _surface(result: Surface) -> list[Figure]:
         # the kinds in the file name keep a filter plane and a PCA plane apart in one report folder
         slug = re.sub(r"[^a-z0-9]+", "-", f"{split}-surface-{kinds[0].split()[0]}-{kinds[1].split()[0]}".lower())
         figures.append(Figure(slug, f"{split.capitalize()} loss surface", fig, inter, caption))
+        figures.append(_static_3d(result, split, values, log, kinds, slug))
     return figures
+
+
+def _static_3d(result: Surface, split: str, values: np.ndarray, log: bool, kinds: list[str], slug: str) -> Figure:
+    """The 3-D view as a PNG, for papers and for readers without JavaScript."""
+    import matplotlib.figure
+    from matplotlib.ticker import FuncFormatter
+
+    fig = matplotlib.figure.Figure(figsize=(6.4, 5.0), layout="constrained")
+    ax = fig.add_subplot(projection="3d")
+    A, B = np.meshgrid(result.a, result.b)
+    Z = np.ma.masked_invalid(np.log10(values.T) if log else values.T)
+    ax.plot_surface(A, B, Z, cmap="viridis", linewidth=0, antialiased=True)
+    ax.set(xlabel="a", ylabel="b", zlabel=f"log10 {split} loss" if log else f"{split} loss")
+    # plain short numbers: the default offset notation printed garbled z ticks (issue 16)
+    ax.zaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+    ax.view_init(elev=30, azim=-60)
+    caption = f"The {split} loss of the plane above as a 3-D surface (d₁: {kinds[0]}, d₂: {kinds[1]})."
+    return Figure(f"{slug}-3d", f"{split.capitalize()} loss surface, 3-D (static)", fig, None, caption)
 
 
 def _curves(
@@ -204,3 +235,45 @@ def _interpolation(result: Interpolation) -> list[Figure]:
         f"(α = 1), ‖θ_b − θ_a‖ = {result.distance:.4g}: {verdict}."
     )
     return [Figure("interpolation", "Linear interpolation", fig, inter, caption)]
+
+
+def write_vts(result: Surface, path: Any) -> Any:
+    """Write a plane as a VTK structured grid (``.vts``, XML, ASCII) for ParaView.
+
+    Points are (a, b, train loss) so the grid is the surface itself; every computed field (train_loss,
+    train_accuracy, test_loss, test_accuracy) is a named point array, and the direction kinds are stored as
+    field data (``d1_kind``, ``d2_kind``). Point order is VTK's: a varies fastest, then b.
+    """
+    from pathlib import Path
+
+    from losslab._io import atomic_write
+
+    na, nb = len(result.a), len(result.b)
+    A, B = np.meshgrid(result.a, result.b)  # [nb, na]: a fastest when raveled
+    fields = {"train_loss": result.loss, "train_accuracy": result.accuracy, "test_loss": result.test_loss,
+              "test_accuracy": result.test_accuracy}  # fmt: skip
+    points = np.stack([A.ravel(), B.ravel(), result.loss.T.ravel()], 1)
+
+    def numbers(values: np.ndarray) -> str:
+        return " ".join(repr(float(v)) for v in np.ravel(values))
+
+    extent = f"0 {na - 1} 0 {nb - 1} 0 0"
+    arrays = "".join(
+        f'<DataArray type="Float64" Name="{name}" format="ascii">{numbers(v.T)}</DataArray>'
+        for name, v in fields.items()
+        if v is not None
+    )
+    kinds = "".join(
+        f'<DataArray type="String" Name="{name}" NumberOfTuples="1" format="ascii">'
+        + " ".join(str(b) for b in kind.encode())
+        + " 0</DataArray>"
+        for name, kind in (("d1_kind", result.directions.kind[0]), ("d2_kind", result.directions.kind[1]))
+    )
+    text = (
+        '<?xml version="1.0"?>\n<VTKFile type="StructuredGrid" version="1.0" byte_order="LittleEndian">'
+        f'<StructuredGrid WholeExtent="{extent}"><FieldData>{kinds}</FieldData><Piece Extent="{extent}">'
+        f'<PointData Scalars="train_loss">{arrays}</PointData>'
+        f'<Points><DataArray type="Float64" NumberOfComponents="3" format="ascii">{numbers(points)}</DataArray>'
+        "</Points></Piece></StructuredGrid></VTKFile>\n"
+    )
+    return atomic_write(Path(path), lambda f: f.write(text.encode()))
