@@ -7,26 +7,7 @@ from typing import Annotated
 import typer
 
 from losslab.cli.app import app
-from losslab.cli.common import (
-    CheckpointOpt,
-    DataOpt,
-    DeviceOpt,
-    DtypeOpt,
-    EstimateOpt,
-    ForceOpt,
-    JsonOpt,
-    LabelNoiseOpt,
-    LossOpt,
-    ModelOpt,
-    OutOpt,
-    SeedOpt,
-    Setup,
-    command,
-    emit_estimate,
-    finish,
-    open_run,
-    progress_bar,
-)
+from losslab.cli.common import Options, command, emit_estimate, shared_options
 from losslab.errors import check_int
 from losslab.train import TrainConfig, TrainRun, initial_thetas
 from losslab.train import run as train  # the runner: this command's only work
@@ -37,18 +18,9 @@ __all__ = ["train_command"]
 
 @app.command("train")
 @command
+@shared_options("estimate")
 def train_command(
-    model: ModelOpt = None,
-    data: DataOpt = "digits",
-    checkpoint: CheckpointOpt = None,
-    loss: LossOpt = None,
-    device: DeviceOpt = "cpu",
-    dtype: DtypeOpt = "float32",
-    seed: SeedOpt = 0,
-    out: OutOpt = None,
-    force: ForceOpt = False,
-    json_out: JsonOpt = False,
-    label_noise: LabelNoiseOpt = None,
+    opts: Options,
     optimizer: Annotated[str, typer.Option(help="gd | sgd | momentum | adam.")] = "sgd",
     lr: Annotated[float, typer.Option(help="Learning rate.")] = 0.1,
     momentum: Annotated[float, typer.Option(help="Momentum (optimizer momentum).")] = 0.9,
@@ -68,7 +40,6 @@ def train_command(
         int | None,
         typer.Option("--track-sharpness", metavar="K", help="Record λmax every K steps (edge of stability)."),
     ] = None,
-    estimate: EstimateOpt = False,
 ) -> None:
     """Train a model; writes the metrics, the trajectory, model.pt and init.pt (seed-K.pt per ensemble member)."""
     check_int(batch_size, "batch_size", "train", low=0)
@@ -86,19 +57,19 @@ def train_command(
             target_accuracy=target_accuracy,
             record_every=record_every,
             snapshot_every=snapshot_every,
-            seed=seed,
+            seed=opts.seed,
         ),
         seeds=seeds,
         track_sharpness=track_sharpness,
     )
-    setup = Setup(model, data, checkpoint, loss, device, dtype, seed, label_noise)
+    setup = opts.setup()
     objective = setup.objective()
     thetas = initial_thetas(objective, config, model=None if setup.checkpoint else setup.model_spec)
-    if estimate:
+    if opts.estimate:
         cost = estimate_training(objective, config.train, thetas=thetas, seeds=config.member_seeds)
         if track_sharpness is not None:
             cost.notes.append("The λmax tracking (--track-sharpness) is not included.")
-        emit_estimate(cost, json_out)
+        emit_estimate(cost, opts.json_out)
         return
     run_config = {**setup.config(), "train": config.train.to_dict(), "seeds": config.member_seeds}
     if track_sharpness is not None:
@@ -106,9 +77,7 @@ def train_command(
     # Each member's initial weights (unless --checkpoint) and batch order; the forward's random
     # draws (dropout) are seeded by --seed and the step (result.seeds in run.json).
     seeds_record = {"seeds": config.member_seeds}
-    with open_run("train", out, config=run_config, force=force, seeds=seeds_record, device=device, dtype=dtype) as run:
-        with progress_bar("training", not json_out) as update:
+    with opts.open_run("train", run_config, seeds=seeds_record) as run:
+        with opts.progress("training") as update:
             output = train(objective, config, store=run, thetas=thetas, progress=update)
-        finish(
-            run, output.results, output.summary, json_out=json_out, title=f"train {setup.model_spec} on {setup.data}"
-        )
+        opts.finish(run, output.results, output.summary, title=f"train {setup.model_spec} on {setup.data}")
