@@ -198,6 +198,11 @@ class Options:
         }
         return Setup(**{**inputs, **changes})
 
+    def run_options(self) -> dict[str, Any]:
+        """The options that say where and how a run runs, not what it computes (`execute_study`'s)."""
+        names = ("device", "dtype", "ray", "out", "force", "json_out", "estimate")
+        return {name: getattr(self, name) for name in names}
+
     def open_run(self, command_name: str, config: dict[str, Any], seeds: dict[str, Any] | None = None) -> Any:
         """`open_run` into --out (or the default), honouring --force, on this device and dtype."""
         return open_run(
@@ -217,11 +222,12 @@ def shared_options(*optional: str, without: tuple[str, ...] = ()) -> Callable[[F
     """Give a command the shared options (``--model`` … ``--label-noise``) without declaring each one.
 
     The command declares one parameter ``opts: Options`` where the options belong in its
-    signature (and in --help); the wrapper's signature carries them in its place, so typer
-    and direct calls (``hessian_command(checkpoint=..., json_out=True)``) both see them,
-    and the command receives them as one `Options`. ``optional`` adds ``ray``/``estimate``;
-    ``without`` drops some; ``--estimate`` comes last. An option the command declares itself (its own help or default)
-    stays its own, and its value is also in ``opts``.
+    signature and --help (after parameters with defaults: ``*, opts: Options``); the wrapper's
+    signature carries them in its place, so typer and direct calls
+    (``hessian_command(checkpoint=..., json_out=True)``) both see them, and the command
+    receives them as one `Options`. ``optional`` adds ``ray``/``estimate`` (``--estimate``
+    comes last); ``without`` drops some. An option the command declares itself (its own
+    help or default) takes the shared one's place; its value goes to the command and into ``opts``.
     """
     unknown = [name for name in (*optional, *without) if name not in _SHARED]
     if unknown:
@@ -234,11 +240,15 @@ def shared_options(*optional: str, without: tuple[str, ...] = ()) -> Callable[[F
             raise TypeError(f"{fn.__name__} takes no 'opts' parameter for its shared options")
         params: list[inspect.Parameter] = []
         for param in own.parameters.values():
+            if param.name in chosen:  # the command's own version, listed where the shared one stands
+                continue
             if param.name != "opts":
                 params.append(param)
                 continue
             for name in chosen:
-                if name not in own.parameters and name != "estimate":
+                if name in own.parameters:
+                    params.append(own.parameters[name].replace(kind=param.kind))
+                elif name != "estimate":
                     annotation, default = _SHARED[name]
                     params.append(inspect.Parameter(name, param.kind, default=default, annotation=annotation))
         if "estimate" in chosen and "estimate" not in own.parameters:  # last in --help, after the command's own
