@@ -9,6 +9,7 @@ the traceback instead.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import json
@@ -50,6 +51,7 @@ __all__ = [
     "Options",
     "Setup",
     "command",
+    "config_from",
     "default_model",
     "emit",
     "emit_estimate",
@@ -66,6 +68,7 @@ stdout = Console(highlight=False, soft_wrap=True)
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
+C = TypeVar("C")
 
 # ------------------------------------------------------------------------ options
 ModelOpt = Annotated[
@@ -276,6 +279,19 @@ def shared_options(*optional: str, without: tuple[str, ...] = ()) -> Callable[[F
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+def config_from(kind: type[C], values: dict[str, Any], **given: Any) -> C:
+    """The config dataclass ``kind`` of a command's parameters.
+
+    Each field takes the value of the same name in ``values`` (the command's ``locals()``),
+    unless ``given`` names it (an option spelled or parsed differently, or one in `Options`).
+    """
+    fields = {field.name for field in dataclasses.fields(kind)}  # type: ignore[arg-type]
+    unknown = sorted(set(given) - fields)
+    if unknown:
+        raise TypeError(f"{kind.__name__} has no fields {unknown}")
+    return kind(**{**{name: values[name] for name in fields if name in values}, **given})
 
 
 # ------------------------------------------------------------------------ inputs

@@ -13,7 +13,7 @@ import typer
 from losslab import connectivity
 from losslab._loading import load_callable
 from losslab.cli.app import app
-from losslab.cli.common import Options, command, shared_options
+from losslab.cli.common import Options, command, config_from, shared_options
 from losslab.cli.demo import demo_step
 from losslab.connectivity import CURVE_CONFIG, ConnectConfig
 from losslab.errors import UserError
@@ -172,20 +172,15 @@ def instability_command(
     """
     split_steps = tuple(_ints(ks, "ks", "instability")) if ks is not None else None
     setup = opts.setup()
-    config = InstabilityConfig(
+    config = config_from(
+        InstabilityConfig,
+        locals(),
         model=setup.model_spec,
         data=opts.data,
         loss=opts.loss,
         label_noise=opts.label_noise,
-        optimizer=optimizer,
-        lr=lr,
-        momentum=momentum,
         batch_size=batch_size or None,
-        epochs=epochs,
-        steps=steps,
         ks=split_steps,
-        points=points,
-        bn_reset=bn_reset,
         seed=opts.seed,
     )
     # Imported here: cli.study registers the study commands and demo steps, which come last.

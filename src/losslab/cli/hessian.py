@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from losslab.cli.app import app
-from losslab.cli.common import Options, command, emit_estimate, shared_options, stderr
+from losslab.cli.common import Options, command, config_from, emit_estimate, shared_options, stderr
 from losslab.cli.demo import demo_step
 from losslab.curvature.run import MATRICES, HessianConfig
 from losslab.curvature.run import estimate as estimate_hessian
@@ -77,28 +77,7 @@ def hessian_command(
     if ggn:
         stderr.print("losslab: warning: --ggn is deprecated; use --matrix ggn.", markup=False)
         matrix = "ggn"
-    config = HessianConfig(
-        top=top,
-        bottom=bottom,
-        trace=trace,
-        density=density,
-        saddle=saddle,
-        sharpness=sharp,
-        per_layer=layers,
-        matrix=matrix,
-        tol=tol,
-        max_hvps=max_hvps,
-        trace_method=trace_method,
-        trace_tol=trace_tol,
-        trace_max_hvps=trace_max_hvps,
-        starts=starts,
-        steps=steps,
-        tau=tau,
-        eps=eps,
-        rho=rho,
-        sigma=sigma,
-        seed=opts.seed,
-    )
+    config = config_from(HessianConfig, locals(), sharpness=sharp, per_layer=layers, seed=opts.seed)
     setup = opts.setup()
     if opts.estimate:
         emit_estimate(estimate_hessian(setup, config), opts.json_out)

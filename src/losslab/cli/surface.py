@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from losslab.cli.app import app
-from losslab.cli.common import Options, command, emit_estimate, shared_options
+from losslab.cli.common import Options, command, config_from, emit_estimate, shared_options
 from losslab.cli.demo import demo_step
 from losslab.objective.cost import Budget
 from losslab.parallel import get_executor
@@ -83,21 +83,12 @@ def surface_command(
     """Loss (and accuracy) on a plane or line through θ: L(θ + a d₁ + b d₂); resumable."""
     from losslab.report.surface import loss_scale
 
-    config = SurfaceConfig(
-        dirs=dirs,
-        steps=steps,
+    config = config_from(
+        SurfaceConfig,
+        locals(),
         range=range_,
-        y_steps=y_steps,
-        y_range=y_range,
-        split=split,
         line=line_only,
         seed=opts.seed,
-        include_bias=include_bias,
-        orthogonalize=orthogonalize,
-        toward=toward,
-        pca_from=pca_from,
-        dirs_from=dirs_from,
-        rows_per_chunk=rows_per_chunk,
         budget=None if no_budget else Budget(),
     )
     with loss_scale(scale):  # validated now, before any work; it draws the report at the end

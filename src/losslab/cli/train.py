@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from losslab.cli.app import app
-from losslab.cli.common import Options, command, emit_estimate, shared_options
+from losslab.cli.common import Options, command, config_from, emit_estimate, shared_options
 from losslab.errors import check_int
 from losslab.train import TrainConfig, TrainRun, initial_thetas
 from losslab.train import run as train  # the runner: this command's only work
@@ -44,21 +44,7 @@ def train_command(
     """Train a model; writes the metrics, the trajectory, model.pt and init.pt (seed-K.pt per ensemble member)."""
     check_int(batch_size, "batch_size", "train", low=0)
     config = TrainRun(
-        TrainConfig(
-            optimizer=optimizer,
-            lr=lr,
-            momentum=momentum,
-            weight_decay=weight_decay,
-            batch_size=batch_size or None,
-            epochs=epochs,
-            steps=steps,
-            schedule=schedule,
-            target_loss=target_loss,
-            target_accuracy=target_accuracy,
-            record_every=record_every,
-            snapshot_every=snapshot_every,
-            seed=opts.seed,
-        ),
+        config_from(TrainConfig, locals(), batch_size=batch_size or None, seed=opts.seed),
         seeds=seeds,
         track_sharpness=track_sharpness,
     )
