@@ -116,6 +116,12 @@ EstimateOpt = Annotated[
         help="Time the unit of work here, print the work and the predicted time, and exit; writes nothing.",
     ),
 ]
+# Options of the commands that train (train, instability, exact relu2).
+OptimizerOpt = Annotated[str, typer.Option("--optimizer", help="gd | sgd | momentum | adam.")]
+LrOpt = Annotated[float, typer.Option("--lr", help="Learning rate.")]
+MomentumOpt = Annotated[float, typer.Option("--momentum", help="Momentum (optimizer momentum).")]
+BatchSizeOpt = Annotated[int, typer.Option("--batch-size", help="Rows per step; 0 = full batch.")]
+StepBudgetOpt = Annotated[int | None, typer.Option("--steps", help="Step budget (overrides --epochs).")]
 RayOpt = Annotated[
     str | None, typer.Option("--ray", help="Run independent pieces on Ray: 'local' or a cluster ADDRESS.")
 ]

@@ -13,7 +13,17 @@ import typer
 from losslab import connectivity
 from losslab._loading import load_callable
 from losslab.cli.app import app
-from losslab.cli.common import Options, command, config_from, shared_options
+from losslab.cli.common import (
+    BatchSizeOpt,
+    LrOpt,
+    MomentumOpt,
+    OptimizerOpt,
+    Options,
+    StepBudgetOpt,
+    command,
+    config_from,
+    shared_options,
+)
 from losslab.cli.demo import demo_step
 from losslab.connectivity import CURVE_CONFIG, ConnectConfig
 from losslab.errors import UserError
@@ -151,12 +161,12 @@ def connect_command(
 @shared_options("ray", "estimate", without=("checkpoint",))
 def instability_command(
     opts: Options,
-    optimizer: Annotated[str, typer.Option(help="gd | sgd | momentum | adam.")] = "sgd",
-    lr: Annotated[float, typer.Option(help="Learning rate.")] = 0.1,
-    momentum: Annotated[float, typer.Option(help="Momentum (optimizer momentum).")] = 0.9,
-    batch_size: Annotated[int, typer.Option(help="Rows per step; 0 = full batch.")] = 64,
+    optimizer: OptimizerOpt = "sgd",
+    lr: LrOpt = 0.1,
+    momentum: MomentumOpt = 0.9,
+    batch_size: BatchSizeOpt = 64,
     epochs: Annotated[int, typer.Option(help="Epoch budget of every run.")] = 10,
-    steps: Annotated[int | None, typer.Option(help="Step budget (overrides --epochs).")] = None,
+    steps: StepBudgetOpt = None,
     ks: Annotated[
         str | None,
         typer.Option(help="Split steps, comma-separated (default: 0 and 1/64 … 1/2 of the budget)."),

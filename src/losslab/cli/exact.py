@@ -12,11 +12,14 @@ import typer
 
 from losslab.cli.app import app
 from losslab.cli.common import (
+    BatchSizeOpt,
     DataOpt,
     DeviceOpt,
     DtypeOpt,
     ForceOpt,
     JsonOpt,
+    LrOpt,
+    OptimizerOpt,
     OutOpt,
     SeedOpt,
     Setup,
@@ -313,10 +316,10 @@ def relu2_command(
             help="Hidden units for gradient training (default 2·m*, twice the optimum's width).",
         ),
     ] = None,
-    optimizer: Annotated[str, typer.Option("--optimizer", help="gd | sgd | momentum | adam.")] = RELU2_CONFIG.optimizer,
-    lr: Annotated[float, typer.Option("--lr", help="Learning rate.")] = RELU2_CONFIG.lr,
+    optimizer: OptimizerOpt = RELU2_CONFIG.optimizer,
+    lr: LrOpt = RELU2_CONFIG.lr,
     steps: Annotated[int, typer.Option("--steps", help="Optimizer steps.")] = RELU2_CONFIG.steps or 3000,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Rows per step; 0 = full batch.")] = 0,
+    batch_size: BatchSizeOpt = 0,
     max_patterns: Annotated[
         int,
         typer.Option("--max-patterns", help="Refuse exact enumeration above this many patterns."),

@@ -7,7 +7,18 @@ from typing import Annotated
 import typer
 
 from losslab.cli.app import app
-from losslab.cli.common import Options, command, config_from, emit_estimate, shared_options
+from losslab.cli.common import (
+    BatchSizeOpt,
+    LrOpt,
+    MomentumOpt,
+    OptimizerOpt,
+    Options,
+    StepBudgetOpt,
+    command,
+    config_from,
+    emit_estimate,
+    shared_options,
+)
 from losslab.errors import check_int
 from losslab.train import TrainConfig, TrainRun, initial_thetas
 from losslab.train import run as train  # the runner: this command's only work
@@ -21,13 +32,13 @@ __all__ = ["train_command"]
 @shared_options("estimate")
 def train_command(
     opts: Options,
-    optimizer: Annotated[str, typer.Option(help="gd | sgd | momentum | adam.")] = "sgd",
-    lr: Annotated[float, typer.Option(help="Learning rate.")] = 0.1,
-    momentum: Annotated[float, typer.Option(help="Momentum (optimizer momentum).")] = 0.9,
+    optimizer: OptimizerOpt = "sgd",
+    lr: LrOpt = 0.1,
+    momentum: MomentumOpt = 0.9,
     weight_decay: Annotated[float, typer.Option(help="Coupled L2 weight decay.")] = 0.0,
-    batch_size: Annotated[int, typer.Option(help="Rows per step; 0 = full batch.")] = 64,
+    batch_size: BatchSizeOpt = 64,
     epochs: Annotated[int, typer.Option(help="Epoch budget.")] = 20,
-    steps: Annotated[int | None, typer.Option(help="Step budget (overrides --epochs).")] = None,
+    steps: StepBudgetOpt = None,
     schedule: Annotated[str, typer.Option(help="constant | cosine.")] = "constant",
     target_loss: Annotated[float | None, typer.Option(help="Stop once the train loss is ≤ this.")] = None,
     target_accuracy: Annotated[float | None, typer.Option(help="Stop once the train accuracy is ≥ this.")] = None,
