@@ -9,7 +9,9 @@ the traceback instead.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import inspect
 import json
 import os
 import sys
@@ -46,8 +48,10 @@ _FRAMEWORK_EXCEPTIONS = (typer.Exit, typer.Abort, _FrameworkError)
 
 __all__ = [
     "EstimateOpt",
+    "Options",
     "Setup",
     "command",
+    "config_from",
     "default_model",
     "emit",
     "emit_estimate",
@@ -55,6 +59,7 @@ __all__ = [
     "open_run",
     "progress_bar",
     "quiet",
+    "shared_options",
     "stderr",
     "stdout",
 ]
@@ -63,6 +68,7 @@ stdout = Console(highlight=False, soft_wrap=True)
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
+C = TypeVar("C")
 
 # ------------------------------------------------------------------------ options
 ModelOpt = Annotated[
@@ -110,6 +116,12 @@ EstimateOpt = Annotated[
         help="Time the unit of work here, print the work and the predicted time, and exit; writes nothing.",
     ),
 ]
+# Options of the commands that train (train, instability, exact relu2).
+OptimizerOpt = Annotated[str, typer.Option("--optimizer", help="gd | sgd | momentum | adam.")]
+LrOpt = Annotated[float, typer.Option("--lr", help="Learning rate.")]
+MomentumOpt = Annotated[float, typer.Option("--momentum", help="Momentum (optimizer momentum).")]
+BatchSizeOpt = Annotated[int, typer.Option("--batch-size", help="Rows per step; 0 = full batch.")]
+StepBudgetOpt = Annotated[int | None, typer.Option("--steps", help="Step budget (overrides --epochs).")]
 RayOpt = Annotated[
     str | None, typer.Option("--ray", help="Run independent pieces on Ray: 'local' or a cluster ADDRESS.")
 ]
@@ -142,6 +154,150 @@ def command(fn: F) -> F:
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+# The options most commands share, in the order --help lists them, with their defaults.
+_SHARED: dict[str, tuple[Any, Any]] = {
+    "model": (ModelOpt, None),
+    "data": (DataOpt, "digits"),
+    "checkpoint": (CheckpointOpt, None),
+    "loss": (LossOpt, None),
+    "device": (DeviceOpt, "cpu"),
+    "dtype": (DtypeOpt, "float32"),
+    "seed": (SeedOpt, 0),
+    "out": (OutOpt, None),
+    "force": (ForceOpt, False),
+    "json_out": (JsonOpt, False),
+    "label_noise": (LabelNoiseOpt, None),
+    "ray": (RayOpt, None),
+    "estimate": (EstimateOpt, False),
+}
+_OPTIONAL = ("ray", "estimate")  # only where a command names them
+
+
+@dataclass
+class Options:
+    """The shared options of one command call (`shared_options`), and what they build."""
+
+    model: str | None = None
+    data: str | None = "digits"
+    checkpoint: str | None = None
+    loss: str | None = None
+    device: str = "cpu"
+    dtype: str = "float32"
+    seed: int = 0
+    out: Path | None = None
+    force: bool = False
+    json_out: bool = False
+    label_noise: float | None = None
+    ray: str | None = None
+    estimate: bool = False
+
+    def setup(self, **changes: Any) -> Setup:
+        """The command's `Setup` from these options; ``changes`` replace some (``checkpoint=``)."""
+        inputs = {
+            "model": self.model,
+            "data": self.data,
+            "checkpoint": self.checkpoint,
+            "loss": self.loss,
+            "device": self.device,
+            "dtype": self.dtype,
+            "seed": self.seed,
+            "label_noise": self.label_noise,
+        }
+        return Setup(**{**inputs, **changes})
+
+    def run_options(self) -> dict[str, Any]:
+        """The options that say where and how a run runs, not what it computes (`execute_study`'s)."""
+        names = ("device", "dtype", "ray", "out", "force", "json_out", "estimate")
+        return {name: getattr(self, name) for name in names}
+
+    def open_run(self, command_name: str, config: dict[str, Any], seeds: dict[str, Any] | None = None) -> Any:
+        """`open_run` into --out (or the default), honouring --force, on this device and dtype."""
+        return open_run(
+            command_name, self.out, config=config, force=self.force, seeds=seeds, device=self.device, dtype=self.dtype
+        )
+
+    def progress(self, description: str) -> Any:
+        """A progress bar, silent under --json."""
+        return progress_bar(description, not self.json_out)
+
+    def finish(self, run: RunDir, results: dict[str, Any], summary: dict[str, Any], title: str) -> Run:
+        """`finish` with --json."""
+        return finish(run, results, summary, json_out=self.json_out, title=title)
+
+
+def shared_options(*optional: str, without: tuple[str, ...] = ()) -> Callable[[F], F]:
+    """Give a command the shared options (``--model`` … ``--label-noise``) without declaring each one.
+
+    The command declares one parameter ``opts: Options`` where the options belong in its
+    signature and --help (after parameters with defaults: ``*, opts: Options``); the wrapper's
+    signature carries them in its place, so typer and direct calls
+    (``hessian_command(checkpoint=..., json_out=True)``) both see them, and the command
+    receives them as one `Options`. ``optional`` adds ``ray``/``estimate`` (``--estimate``
+    comes last); ``without`` drops some. An option the command declares itself (its own
+    help or default) takes the shared one's place; its value goes to the command and into ``opts``.
+    """
+    unknown = [name for name in (*optional, *without) if name not in _SHARED]
+    if unknown:
+        raise ValueError(f"shared_options: unknown options {unknown}")
+    chosen = [n for n in _SHARED if n not in without and (n not in _OPTIONAL or n in optional)]
+
+    def decorate(fn: F) -> F:
+        own = inspect.signature(fn, eval_str=True)
+        if "opts" not in own.parameters:
+            raise TypeError(f"{fn.__name__} takes no 'opts' parameter for its shared options")
+        params: list[inspect.Parameter] = []
+        for param in own.parameters.values():
+            if param.name in chosen:  # the command's own version, listed where the shared one stands
+                continue
+            if param.name != "opts":
+                params.append(param)
+                continue
+            for name in chosen:
+                if name in own.parameters:
+                    params.append(own.parameters[name].replace(kind=param.kind))
+                elif name != "estimate":
+                    annotation, default = _SHARED[name]
+                    params.append(inspect.Parameter(name, param.kind, default=default, annotation=annotation))
+        if "estimate" in chosen and "estimate" not in own.parameters:  # last in --help, after the command's own
+            annotation, default = _SHARED["estimate"]
+            params.append(
+                inspect.Parameter("estimate", inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+            )
+        signature = own.replace(parameters=params)
+        in_opts = [name for name in _SHARED if name in signature.parameters]
+        passed_on = [name for name in in_opts if name in own.parameters]  # the command's own options
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            values = dict(bound.arguments)
+            opts = Options(**{name: values[name] for name in in_opts})
+            for name in in_opts:
+                if name not in passed_on:
+                    del values[name]
+            return fn(**values, opts=opts)
+
+        wrapper.__signature__ = signature  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in params}
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def config_from(kind: type[C], values: dict[str, Any], **given: Any) -> C:
+    """The config dataclass ``kind`` of a command's parameters.
+
+    Each field takes the value of the same name in ``values`` (the command's ``locals()``),
+    unless ``given`` names it (an option spelled or parsed differently, or one in `Options`).
+    """
+    fields = {field.name for field in dataclasses.fields(kind)}  # type: ignore[arg-type]
+    unknown = sorted(set(given) - fields)
+    if unknown:
+        raise TypeError(f"{kind.__name__} has no fields {unknown}")
+    return kind(**{**{name: values[name] for name in fields if name in values}, **given})
 
 
 # ------------------------------------------------------------------------ inputs

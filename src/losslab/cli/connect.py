@@ -14,23 +14,15 @@ from losslab import connectivity
 from losslab._loading import load_callable
 from losslab.cli.app import app
 from losslab.cli.common import (
-    DataOpt,
-    DeviceOpt,
-    DtypeOpt,
-    EstimateOpt,
-    ForceOpt,
-    JsonOpt,
-    LabelNoiseOpt,
-    LossOpt,
-    ModelOpt,
-    OutOpt,
-    RayOpt,
-    SeedOpt,
-    Setup,
+    BatchSizeOpt,
+    LrOpt,
+    MomentumOpt,
+    OptimizerOpt,
+    Options,
+    StepBudgetOpt,
     command,
-    finish,
-    open_run,
-    progress_bar,
+    config_from,
+    shared_options,
 )
 from losslab.cli.demo import demo_step
 from losslab.connectivity import CURVE_CONFIG, ConnectConfig
@@ -118,19 +110,11 @@ def _ints(text: str, option: str, command_name: str) -> list[int]:
 
 @app.command("connect")
 @command
+@shared_options(without=("checkpoint",))
 def connect_command(
     checkpoint_a: Annotated[str, typer.Argument(metavar="CKPT_A", help="Network A: a state_dict file or a train run.")],
     checkpoint_b: Annotated[str, typer.Argument(metavar="CKPT_B", help="Network B, of the same architecture.")],
-    model: ModelOpt = None,
-    data: DataOpt = "digits",
-    loss: LossOpt = None,
-    device: DeviceOpt = "cpu",
-    dtype: DtypeOpt = "float32",
-    seed: SeedOpt = 0,
-    out: OutOpt = None,
-    force: ForceOpt = False,
-    json_out: JsonOpt = False,
-    label_noise: LabelNoiseOpt = None,
+    opts: Options,
     align: Annotated[
         str, typer.Option(help="none | weight | activation: permute B's hidden units to match A.")
     ] = "weight",
@@ -154,52 +138,41 @@ def connect_command(
     curve_lr: Annotated[float, typer.Option(help="Learning rate of the bend (momentum SGD).")] = 0.05,
 ) -> None:
     """Loss and error barriers between two networks, before and after aligning B's units to A's."""
+    seed = opts.seed
     curve = replace(CURVE_CONFIG, lr=curve_lr, epochs=curve_epochs, seed=seed) if path != "line" else None
     config = ConnectConfig(
         align=align, repair=repair, path=path, points=points, bn_reset=bn_reset, seed=seed, curve=curve
     )
     file_a, file_b = _checkpoint_file(checkpoint_a, "CKPT_A"), _checkpoint_file(checkpoint_b, "CKPT_B")
     _same_architecture(file_a, file_b)
-    setup = Setup(model, data, checkpoint_a, loss, device, dtype, seed, label_noise)
+    setup = opts.setup(checkpoint=checkpoint_a)
     objective, model_b = setup.objective(), setup.build_model(checkpoint=file_b)
     user_spec = _load_spec(spec)
     recorded = {**setup.config(), "checkpoint_b": file_b, **config.to_dict(), "spec": spec}
-    with open_run(
-        "connect", out, config=recorded, force=force, seeds={"seed": seed}, device=device, dtype=dtype
-    ) as run:
-        with progress_bar("connecting", not json_out) as update:
+    with opts.open_run("connect", recorded, seeds={"seed": seed}) as run:
+        with opts.progress("connecting") as update:
             result = connectivity.run(objective, objective.model, model_b, config, spec=user_spec, progress=update)
         title = f"connect {Path(file_a).name} ↔ {Path(file_b).name} ({setup.model_spec} on {setup.data})"
-        finish(run, {"connect": result}, result.summary(), json_out=json_out, title=title)
+        opts.finish(run, {"connect": result}, result.summary(), title=title)
 
 
 @app.command("instability")
 @command
+@shared_options("ray", "estimate", without=("checkpoint",))
 def instability_command(
-    model: ModelOpt = None,
-    data: DataOpt = "digits",
-    loss: LossOpt = None,
-    device: DeviceOpt = "cpu",
-    dtype: DtypeOpt = "float32",
-    seed: SeedOpt = 0,
-    out: OutOpt = None,
-    force: ForceOpt = False,
-    json_out: JsonOpt = False,
-    label_noise: LabelNoiseOpt = None,
-    ray: RayOpt = None,
-    optimizer: Annotated[str, typer.Option(help="gd | sgd | momentum | adam.")] = "sgd",
-    lr: Annotated[float, typer.Option(help="Learning rate.")] = 0.1,
-    momentum: Annotated[float, typer.Option(help="Momentum (optimizer momentum).")] = 0.9,
-    batch_size: Annotated[int, typer.Option(help="Rows per step; 0 = full batch.")] = 64,
+    opts: Options,
+    optimizer: OptimizerOpt = "sgd",
+    lr: LrOpt = 0.1,
+    momentum: MomentumOpt = 0.9,
+    batch_size: BatchSizeOpt = 64,
     epochs: Annotated[int, typer.Option(help="Epoch budget of every run.")] = 10,
-    steps: Annotated[int | None, typer.Option(help="Step budget (overrides --epochs).")] = None,
+    steps: StepBudgetOpt = None,
     ks: Annotated[
         str | None,
         typer.Option(help="Split steps, comma-separated (default: 0 and 1/64 … 1/2 of the budget)."),
     ] = None,
     points: Annotated[int, typer.Option(help="Points on the line between the two copies (≥ 2).")] = 11,
     bn_reset: BnResetOpt = True,
-    estimate: EstimateOpt = False,
 ) -> None:
     """Instability analysis (Frankle et al. 2020): barrier between two copies split at step k.
 
@@ -208,29 +181,23 @@ def instability_command(
     It is the study "losslab study instability" with these settings.
     """
     split_steps = tuple(_ints(ks, "ks", "instability")) if ks is not None else None
-    setup = Setup(model, data, None, loss, device, dtype, seed, label_noise)
-    config = InstabilityConfig(
+    setup = opts.setup()
+    config = config_from(
+        InstabilityConfig,
+        locals(),
         model=setup.model_spec,
-        data=data,
-        loss=loss,
-        label_noise=label_noise,
-        optimizer=optimizer,
-        lr=lr,
-        momentum=momentum,
+        data=opts.data,
+        loss=opts.loss,
+        label_noise=opts.label_noise,
         batch_size=batch_size or None,
-        epochs=epochs,
-        steps=steps,
         ks=split_steps,
-        points=points,
-        bn_reset=bn_reset,
-        seed=seed,
+        seed=opts.seed,
     )
     # Imported here: cli.study registers the study commands and demo steps, which come last.
     from losslab.cli.study import execute_study
 
-    title = f"instability of {config.model} on {data}"
-    options = {"device": device, "dtype": dtype, "ray": ray, "out": out, "force": force, "json_out": json_out}
-    execute_study("instability", config, command_name="instability", title=title, estimate=estimate, **options)
+    title = f"instability of {config.model} on {opts.data}"
+    execute_study("instability", config, command_name="instability", title=title, **opts.run_options())
 
 
 _DEMO_MODEL = "mlp:64-100-100-10"

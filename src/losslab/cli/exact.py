@@ -12,15 +12,19 @@ import typer
 
 from losslab.cli.app import app
 from losslab.cli.common import (
+    BatchSizeOpt,
     DataOpt,
     DeviceOpt,
     DtypeOpt,
     ForceOpt,
     JsonOpt,
+    LrOpt,
+    OptimizerOpt,
     OutOpt,
     SeedOpt,
     Setup,
     command,
+    config_from,
     finish,
     open_run,
     progress_bar,
@@ -212,14 +216,7 @@ def three_node_command(
     json_out: JsonOpt = False,
 ) -> None:
     """Train the Blum–Rivest 3-node network exactly on a set-splitting instance (yours or generated), and check it."""
-    config = ThreeNodeConfig(
-        fewest_errors=fewest_errors,
-        relax_seeds=relax_seeds,
-        weight_bound=_weight_bound(weight_bound),
-        time_limit=time_limit,
-        proof=proof,
-        device=device,
-    )
+    config = config_from(ThreeNodeConfig, locals(), weight_bound=_weight_bound(weight_bound))
     instance, made = _instance(data, elements, subsets, seed, solvable, size)
     run_config = {"instance": made, **config.to_dict()}
     seeds = {"instance": seed} if data is None else {}
@@ -288,19 +285,7 @@ def scaling_command(
     json_out: JsonOpt = False,
 ) -> None:
     """Time to certify the 3-node network vs instance size, until a budget runs out (resumable)."""
-    config = ScalingConfig(
-        sweep=sweep,
-        start=start,
-        stop=stop,
-        ratio=ratio,
-        elements=elements,
-        ratios=_ratios(ratios),
-        seeds=seeds,
-        kind=kind,
-        budget=budget,
-        instance_time_limit=instance_time_limit,
-        relax_seeds=relax_seeds,
-    )
+    config = config_from(ScalingConfig, locals(), ratios=_ratios(ratios))
     seed_list = list(range(seeds))
     with open_run("exact scaling", out, config=config.to_dict(), force=force, seeds={"seeds": seed_list}) as run:
         with progress_bar("certifying", not json_out) as update:
@@ -331,10 +316,10 @@ def relu2_command(
             help="Hidden units for gradient training (default 2·m*, twice the optimum's width).",
         ),
     ] = None,
-    optimizer: Annotated[str, typer.Option("--optimizer", help="gd | sgd | momentum | adam.")] = RELU2_CONFIG.optimizer,
-    lr: Annotated[float, typer.Option("--lr", help="Learning rate.")] = RELU2_CONFIG.lr,
+    optimizer: OptimizerOpt = RELU2_CONFIG.optimizer,
+    lr: LrOpt = RELU2_CONFIG.lr,
     steps: Annotated[int, typer.Option("--steps", help="Optimizer steps.")] = RELU2_CONFIG.steps or 3000,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Rows per step; 0 = full batch.")] = 0,
+    batch_size: BatchSizeOpt = 0,
     max_patterns: Annotated[
         int,
         typer.Option("--max-patterns", help="Refuse exact enumeration above this many patterns."),
@@ -351,22 +336,7 @@ def relu2_command(
     json_out: JsonOpt = False,
 ) -> None:
     """The certified optimum of a two-layer ReLU network with weight decay, and SGD's gap to it."""
-    config = Relu2Config(
-        lam=lam,
-        patterns=patterns,
-        tol=tol,
-        max_patterns=max_patterns,
-        time_limit=time_limit,
-        seed=seed,
-        sgd_seeds=sgd_seeds,
-        width=width,
-        optimizer=optimizer,
-        lr=lr,
-        steps=steps,
-        batch_size=batch_size,
-        device=device,
-        dtype=dtype,
-    )
+    config = config_from(Relu2Config, locals())
     dataset = Setup(data=data, seed=seed, device=device, dtype=dtype).dataset
     _, _, targets = relu2_targets(dataset)  # refuses data relu2 cannot fit before a run directory exists
     run_config = {"data": data, "targets": targets, **config.to_dict()}

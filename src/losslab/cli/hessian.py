@@ -8,27 +8,7 @@ from typing import Annotated
 import typer
 
 from losslab.cli.app import app
-from losslab.cli.common import (
-    CheckpointOpt,
-    DataOpt,
-    DeviceOpt,
-    DtypeOpt,
-    EstimateOpt,
-    ForceOpt,
-    JsonOpt,
-    LabelNoiseOpt,
-    LossOpt,
-    ModelOpt,
-    OutOpt,
-    SeedOpt,
-    Setup,
-    command,
-    emit_estimate,
-    finish,
-    open_run,
-    progress_bar,
-    stderr,
-)
+from losslab.cli.common import Options, command, config_from, emit_estimate, shared_options, stderr
 from losslab.cli.demo import demo_step
 from losslab.curvature.run import MATRICES, HessianConfig
 from losslab.curvature.run import estimate as estimate_hessian
@@ -39,18 +19,9 @@ __all__ = ["hessian_command"]
 
 @app.command("hessian")
 @command
+@shared_options("estimate")
 def hessian_command(
-    model: ModelOpt = None,
-    data: DataOpt = "digits",
-    checkpoint: CheckpointOpt = None,
-    loss: LossOpt = None,
-    device: DeviceOpt = "cpu",
-    dtype: DtypeOpt = "float32",
-    seed: SeedOpt = 0,
-    out: OutOpt = None,
-    force: ForceOpt = False,
-    json_out: JsonOpt = False,
-    label_noise: LabelNoiseOpt = None,
+    opts: Options,
     top: Annotated[int, typer.Option(help="Largest eigenpairs to compute (with measured residuals).")] = 5,
     bottom: Annotated[int, typer.Option(help="Most negative eigenpairs (same Krylov space as --top).")] = 0,
     trace: Annotated[bool, typer.Option("--trace", help="Estimate the trace with an error bar.")] = False,
@@ -101,48 +72,24 @@ def hessian_command(
     eps: Annotated[float, typer.Option(help="Box size of epsilon-sharpness (Keskar et al. 2017).")] = 1e-3,
     rho: Annotated[float, typer.Option(help="Radius of adaptive sharpness (Kwon et al. 2021, l2).")] = 0.1,
     sigma: Annotated[float, typer.Option(help="Noise scale of average-case sharpness.")] = 0.01,
-    estimate: EstimateOpt = False,
 ) -> None:
     """Curvature at a checkpoint: eigenpairs with residuals, trace, density, saddle, sharpness."""
     if ggn:
         stderr.print("losslab: warning: --ggn is deprecated; use --matrix ggn.", markup=False)
         matrix = "ggn"
-    config = HessianConfig(
-        top=top,
-        bottom=bottom,
-        trace=trace,
-        density=density,
-        saddle=saddle,
-        sharpness=sharp,
-        per_layer=layers,
-        matrix=matrix,
-        tol=tol,
-        max_hvps=max_hvps,
-        trace_method=trace_method,
-        trace_tol=trace_tol,
-        trace_max_hvps=trace_max_hvps,
-        starts=starts,
-        steps=steps,
-        tau=tau,
-        eps=eps,
-        rho=rho,
-        sigma=sigma,
-        seed=seed,
-    )
-    setup = Setup(model, data, checkpoint, loss, device, dtype, seed, label_noise)
-    if estimate:
-        emit_estimate(estimate_hessian(setup, config), json_out)
+    config = config_from(HessianConfig, locals(), sharpness=sharp, per_layer=layers, seed=opts.seed)
+    setup = opts.setup()
+    if opts.estimate:
+        emit_estimate(estimate_hessian(setup, config), opts.json_out)
         return
     run_config = {**setup.config(), "hessian": config.to_dict()}
-    with open_run(
-        "hessian", out, config=run_config, force=force, seeds={"seed": seed}, device=device, dtype=dtype
-    ) as run:
-        with progress_bar("curvature", not json_out) as update:
+    with opts.open_run("hessian", run_config, seeds={"seed": opts.seed}) as run:
+        with opts.progress("curvature") as update:
             result = run_hessian(setup, config, store=run, progress=update)
         for line in result.warnings():
             stderr.print(f"losslab: warning: {line}", markup=False)
         title = f"{result.operator} of {setup.model_spec} on {setup.data}"
-        finish(run, result.results(), result.summary(), json_out=json_out, title=title)
+        opts.finish(run, result.results(), result.summary(), title=title)
 
 
 @demo_step("hessian", "Hessian of the trained MLP: top-5 with residuals, trace, density, saddle index")

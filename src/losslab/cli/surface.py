@@ -8,27 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from losslab.cli.app import app
-from losslab.cli.common import (
-    CheckpointOpt,
-    DataOpt,
-    DeviceOpt,
-    DtypeOpt,
-    EstimateOpt,
-    ForceOpt,
-    JsonOpt,
-    LabelNoiseOpt,
-    LossOpt,
-    ModelOpt,
-    OutOpt,
-    RayOpt,
-    SeedOpt,
-    Setup,
-    command,
-    emit_estimate,
-    finish,
-    open_run,
-    progress_bar,
-)
+from losslab.cli.common import Options, command, config_from, emit_estimate, shared_options
 from losslab.cli.demo import demo_step
 from losslab.objective.cost import Budget
 from losslab.parallel import get_executor
@@ -56,8 +36,9 @@ NoBudgetOpt = Annotated[
 
 @app.command("surface")
 @command
+@shared_options("ray", "estimate")
 def surface_command(
-    model: ModelOpt = None,
+    opts: Options,
     data: Annotated[
         str | None,
         typer.Option(
@@ -66,16 +47,6 @@ def surface_command(
             "Default: the --dirs-from run's data, else digits.",
         ),
     ] = None,
-    checkpoint: CheckpointOpt = None,
-    loss: LossOpt = None,
-    device: DeviceOpt = "cpu",
-    dtype: DtypeOpt = "float32",
-    seed: SeedOpt = 0,
-    out: OutOpt = None,
-    force: ForceOpt = False,
-    json_out: JsonOpt = False,
-    label_noise: LabelNoiseOpt = None,
-    ray: RayOpt = None,
     dirs: Annotated[str, typer.Option("--dirs", help="filter | layer | random | pca (with --pca-from).")] = "filter",
     steps: Annotated[int, typer.Option(help="Points per axis, both ends included.")] = 51,
     range_: Annotated[
@@ -108,49 +79,39 @@ def surface_command(
         int | None, typer.Option(help="Grid rows per resumable piece (default: ≈256 points).")
     ] = None,
     no_budget: NoBudgetOpt = False,
-    estimate: EstimateOpt = False,
 ) -> None:
     """Loss (and accuracy) on a plane or line through θ: L(θ + a d₁ + b d₂); resumable."""
     from losslab.report.surface import loss_scale
 
-    config = SurfaceConfig(
-        dirs=dirs,
-        steps=steps,
+    config = config_from(
+        SurfaceConfig,
+        locals(),
         range=range_,
-        y_steps=y_steps,
-        y_range=y_range,
-        split=split,
         line=line_only,
-        seed=seed,
-        include_bias=include_bias,
-        orthogonalize=orthogonalize,
-        toward=toward,
-        pca_from=pca_from,
-        dirs_from=dirs_from,
-        rows_per_chunk=rows_per_chunk,
+        seed=opts.seed,
         budget=None if no_budget else Budget(),
     )
     with loss_scale(scale):  # validated now, before any work; it draws the report at the end
-        inputs = setup_inputs(config, model=model, data=data, checkpoint=checkpoint, loss=loss)
-        setup = Setup(**inputs, device=device, dtype=dtype, seed=seed, label_noise=label_noise)
-        if estimate:
-            emit_estimate(estimate_surface(setup, config), json_out)
+        setup = opts.setup(
+            **setup_inputs(config, model=opts.model, data=data, checkpoint=opts.checkpoint, loss=opts.loss)
+        )
+        if opts.estimate:
+            emit_estimate(estimate_surface(setup, config), opts.json_out)
             return
         run_config = {**setup.config(), **config.to_dict(), "scale": scale}
-        seeds = {"directions": seed}
-        with open_run("surface", out, config=run_config, force=force, seeds=seeds, device=device, dtype=dtype) as run:
-            with progress_bar("surface", not json_out) as update:
-                result = run_surface(
-                    setup, config, store=run, executor=get_executor(ray) if ray else None, progress=update
-                )
+        with opts.open_run("surface", run_config, seeds={"directions": opts.seed}) as run:
+            executor = get_executor(opts.ray) if opts.ray else None
+            with opts.progress("surface") as update:
+                result = run_surface(setup, config, store=run, executor=executor, progress=update)
             name = "line" if line_only else "surface"
             shape = f"{len(result.alphas)} points" if line_only else f"{len(result.a)}×{len(result.b)}"
             title = f"loss {name} ({'/'.join(result.directions.kind)}, {shape}) of {setup.model_spec} on {setup.data}"
-            finish(run, {name: result}, result.summary(), json_out=json_out, title=title)
+            opts.finish(run, {name: result}, result.summary(), title=title)
 
 
 @app.command("interpolate")
 @command
+@shared_options(without=("checkpoint",))
 def interpolate_command(
     to: Annotated[str, typer.Option("--to", help="The end point: a checkpoint (.pt) or a train run.")],
     from_: Annotated[
@@ -161,16 +122,8 @@ def interpolate_command(
             "else the model's seeded initialization).",
         ),
     ] = "init",
-    model: ModelOpt = None,
-    data: DataOpt = "digits",
-    loss: LossOpt = None,
-    device: DeviceOpt = "cpu",
-    dtype: DtypeOpt = "float32",
-    seed: SeedOpt = 0,
-    out: OutOpt = None,
-    force: ForceOpt = False,
-    json_out: JsonOpt = False,
-    label_noise: LabelNoiseOpt = None,
+    *,
+    opts: Options,
     steps: Annotated[int, typer.Option(help="Values of α, both ends included.")] = 51,
     range_: Annotated[tuple[float, float], typer.Option("--range", help="MIN MAX of α (0 is --from, 1 is --to).")] = (
         0.0,
@@ -184,12 +137,12 @@ def interpolate_command(
 
     config = InterpolateConfig(start=from_, end=to, steps=steps, range=range_, split=split)
     with loss_scale(scale, "interpolate"):
-        setup = Setup(model, data, to, loss, device, dtype, seed, label_noise)
+        setup = opts.setup(checkpoint=to)
         run_config = {**setup.config(), **config.to_dict(), "scale": scale}
-        with open_run("interpolate", out, config=run_config, force=force, device=device, dtype=dtype) as run:
+        with opts.open_run("interpolate", run_config) as run:
             result = run_surface(setup, config)
             title = f"linear interpolation {from_} → {to} ({setup.model_spec} on {setup.data})"
-            finish(run, {"interpolation": result}, result.summary(), json_out=json_out, title=title)
+            opts.finish(run, {"interpolation": result}, result.summary(), title=title)
 
 
 def _demo(out: Path, force: bool, device: str, steps: int = 41) -> dict[str, Any]:

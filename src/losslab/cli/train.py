@@ -8,24 +8,16 @@ import typer
 
 from losslab.cli.app import app
 from losslab.cli.common import (
-    CheckpointOpt,
-    DataOpt,
-    DeviceOpt,
-    DtypeOpt,
-    EstimateOpt,
-    ForceOpt,
-    JsonOpt,
-    LabelNoiseOpt,
-    LossOpt,
-    ModelOpt,
-    OutOpt,
-    SeedOpt,
-    Setup,
+    BatchSizeOpt,
+    LrOpt,
+    MomentumOpt,
+    OptimizerOpt,
+    Options,
+    StepBudgetOpt,
     command,
+    config_from,
     emit_estimate,
-    finish,
-    open_run,
-    progress_bar,
+    shared_options,
 )
 from losslab.errors import check_int
 from losslab.train import TrainConfig, TrainRun, initial_thetas
@@ -37,25 +29,16 @@ __all__ = ["train_command"]
 
 @app.command("train")
 @command
+@shared_options("estimate")
 def train_command(
-    model: ModelOpt = None,
-    data: DataOpt = "digits",
-    checkpoint: CheckpointOpt = None,
-    loss: LossOpt = None,
-    device: DeviceOpt = "cpu",
-    dtype: DtypeOpt = "float32",
-    seed: SeedOpt = 0,
-    out: OutOpt = None,
-    force: ForceOpt = False,
-    json_out: JsonOpt = False,
-    label_noise: LabelNoiseOpt = None,
-    optimizer: Annotated[str, typer.Option(help="gd | sgd | momentum | adam.")] = "sgd",
-    lr: Annotated[float, typer.Option(help="Learning rate.")] = 0.1,
-    momentum: Annotated[float, typer.Option(help="Momentum (optimizer momentum).")] = 0.9,
+    opts: Options,
+    optimizer: OptimizerOpt = "sgd",
+    lr: LrOpt = 0.1,
+    momentum: MomentumOpt = 0.9,
     weight_decay: Annotated[float, typer.Option(help="Coupled L2 weight decay.")] = 0.0,
-    batch_size: Annotated[int, typer.Option(help="Rows per step; 0 = full batch.")] = 64,
+    batch_size: BatchSizeOpt = 64,
     epochs: Annotated[int, typer.Option(help="Epoch budget.")] = 20,
-    steps: Annotated[int | None, typer.Option(help="Step budget (overrides --epochs).")] = None,
+    steps: StepBudgetOpt = None,
     schedule: Annotated[str, typer.Option(help="constant | cosine.")] = "constant",
     target_loss: Annotated[float | None, typer.Option(help="Stop once the train loss is ≤ this.")] = None,
     target_accuracy: Annotated[float | None, typer.Option(help="Stop once the train accuracy is ≥ this.")] = None,
@@ -68,37 +51,22 @@ def train_command(
         int | None,
         typer.Option("--track-sharpness", metavar="K", help="Record λmax every K steps (edge of stability)."),
     ] = None,
-    estimate: EstimateOpt = False,
 ) -> None:
     """Train a model; writes the metrics, the trajectory, model.pt and init.pt (seed-K.pt per ensemble member)."""
     check_int(batch_size, "batch_size", "train", low=0)
     config = TrainRun(
-        TrainConfig(
-            optimizer=optimizer,
-            lr=lr,
-            momentum=momentum,
-            weight_decay=weight_decay,
-            batch_size=batch_size or None,
-            epochs=epochs,
-            steps=steps,
-            schedule=schedule,
-            target_loss=target_loss,
-            target_accuracy=target_accuracy,
-            record_every=record_every,
-            snapshot_every=snapshot_every,
-            seed=seed,
-        ),
+        config_from(TrainConfig, locals(), batch_size=batch_size or None, seed=opts.seed),
         seeds=seeds,
         track_sharpness=track_sharpness,
     )
-    setup = Setup(model, data, checkpoint, loss, device, dtype, seed, label_noise)
+    setup = opts.setup()
     objective = setup.objective()
     thetas = initial_thetas(objective, config, model=None if setup.checkpoint else setup.model_spec)
-    if estimate:
+    if opts.estimate:
         cost = estimate_training(objective, config.train, thetas=thetas, seeds=config.member_seeds)
         if track_sharpness is not None:
             cost.notes.append("The λmax tracking (--track-sharpness) is not included.")
-        emit_estimate(cost, json_out)
+        emit_estimate(cost, opts.json_out)
         return
     run_config = {**setup.config(), "train": config.train.to_dict(), "seeds": config.member_seeds}
     if track_sharpness is not None:
@@ -106,9 +74,7 @@ def train_command(
     # Each member's initial weights (unless --checkpoint) and batch order; the forward's random
     # draws (dropout) are seeded by --seed and the step (result.seeds in run.json).
     seeds_record = {"seeds": config.member_seeds}
-    with open_run("train", out, config=run_config, force=force, seeds=seeds_record, device=device, dtype=dtype) as run:
-        with progress_bar("training", not json_out) as update:
+    with opts.open_run("train", run_config, seeds=seeds_record) as run:
+        with opts.progress("training") as update:
             output = train(objective, config, store=run, thetas=thetas, progress=update)
-        finish(
-            run, output.results, output.summary, json_out=json_out, title=f"train {setup.model_spec} on {setup.data}"
-        )
+        opts.finish(run, output.results, output.summary, title=f"train {setup.model_spec} on {setup.data}")

@@ -84,25 +84,15 @@ def solve_milp(
 
     Raises `SolverError` unless HiGHS proves optimality or infeasibility within ``time_limit``.
     """
-    result, status, nodes, seconds = _highs(c, A, lower, upper, bounds, integrality, time_limit)
-    if status == "optimal":
-        return MilpOutcome(status, np.asarray(result.x), float(result.fun), nodes, seconds)
-    if status == "infeasible":
-        return MilpOutcome(status, None, None, nodes, seconds)
-    if status == "time_limit":
+    outcome = solve_milp_bounded(c, A, lower, upper, bounds, integrality, time_limit=time_limit, what=what)
+    if outcome.status == "time_limit":
         raise SolverError(
-            f"HiGHS reached time_limit={time_limit:g} s on {what} without a proof ({nodes} nodes): "
+            f"HiGHS reached time_limit={time_limit:g} s on {what} without a proof ({outcome.nodes} nodes): "
             "raise --time-limit or make the instance smaller.",
-            status=status,
-            seconds=seconds,
+            status=outcome.status,
+            seconds=outcome.seconds,
         )
-    raise SolverError(
-        f"HiGHS stopped on {what} with status {status!r} ({result.message}): "
-        "the model may be badly "
-        "scaled; try a smaller weight bound.",
-        status=status,
-        seconds=seconds,
-    )
+    return outcome
 
 
 def solve_milp_bounded(

@@ -24,7 +24,7 @@ from torch import nn
 
 from losslab._loading import option, reject_unknown
 from losslab.errors import UserError
-from losslab.models.zoo import register_model
+from losslab.models.zoo import _AttentionBlock, register_model
 
 __all__ = ["CifarResNet", "VGG", "VisionTransformer"]
 
@@ -124,22 +124,11 @@ class VisionTransformer(nn.Module):
         return self.head(self.norm(h).mean(1))
 
 
-class _Block(nn.Module):
-    def __init__(self, dim: int, heads: int) -> None:
-        super().__init__()
-        self.heads = heads
-        self.norm1 = nn.LayerNorm(dim)
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.proj = nn.Linear(dim, dim)
-        self.norm2 = nn.LayerNorm(dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+class _Block(_AttentionBlock):
+    """The zoo's transformer block, attending through F.scaled_dot_product_attention (fused kernels)."""
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        batch, length, dim = h.shape
-        q, k, v = self.qkv(self.norm1(h)).view(batch, length, 3, self.heads, dim // self.heads).unbind(2)
-        attended = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
-        h = h + self.proj(attended.transpose(1, 2).reshape(batch, length, dim))
-        return h + self.mlp(self.norm2(h))
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return F.scaled_dot_product_attention(q, k, v)
 
 
 def _image(x: torch.Tensor) -> torch.Tensor:

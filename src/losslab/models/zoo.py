@@ -150,9 +150,12 @@ class _AttentionBlock(nn.Module):
         batch, length, dim = h.shape
         q, k, v = self.qkv(self.norm1(h)).view(batch, length, 3, self.heads, dim // self.heads).unbind(2)
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [batch, heads, length, head_dim]
-        weights = (q @ k.transpose(-1, -2) / (dim // self.heads) ** 0.5).softmax(-1)
-        h = h + self.proj((weights @ v).transpose(1, 2).reshape(batch, length, dim))
+        h = h + self.proj(self.attend(q, k, v).transpose(1, 2).reshape(batch, length, dim))
         return h + self.mlp(self.norm2(h))
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """softmax(q kᵀ / √d) v, written out: every backend differentiates it twice (Hessian products)."""
+        return (q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5).softmax(-1) @ v
 
 
 Builder = Callable[[str | None, dict[str, str], str], nn.Module]

@@ -278,6 +278,23 @@ def _estimate(config: MinErrorConfig, context: StudyContext) -> Estimate:
     return estimate
 
 
+# The per-instance columns of `MinErrorStudyResult` named as in each instance's row.
+_INT_COLUMNS = (
+    "elements",
+    "subsets",
+    "points",
+    "flips",
+    "errors",
+    "lower_bound",
+    "certified",
+    "exact",
+    "nodes",
+    "relax_best",
+    "brute",
+)
+_FLOAT_COLUMNS = ("milp_seconds", "relax_median", "relax_solved", "relax_seconds")
+
+
 @register_study(
     "min-error",
     "Fewest errors of the 3-node network: certified MILP optimum vs gradient-trained seeds vs n, until a budget.",
@@ -332,23 +349,10 @@ def min_error(config: MinErrorConfig, context: StudyContext) -> MinErrorStudyRes
             break
     column = lambda key, dtype: np.array([row[key] for row in rows], dtype=dtype)  # noqa: E731
     return MinErrorStudyResult(
-        elements=column("elements", np.int64),
-        subsets=column("subsets", np.int64),
+        **{key: column(key, np.int64) for key in _INT_COLUMNS},
+        **{key: column(key, np.float64) for key in _FLOAT_COLUMNS},
         seeds=column("seed", np.int64),
-        points=column("points", np.int64),
-        flips=column("flips", np.int64),
-        errors=column("errors", np.int64),
-        lower_bound=column("lower_bound", np.int64),
-        certified=column("certified", np.int64),
-        exact=column("exact", np.int64),
         status=[str(row["status"]) for row in rows],
-        milp_seconds=column("milp_seconds", np.float64),
-        nodes=column("nodes", np.int64),
-        relax_best=column("relax_best", np.int64),
-        relax_median=column("relax_median", np.float64),
-        relax_solved=column("relax_solved", np.float64),
-        relax_seconds=column("relax_seconds", np.float64),
-        brute=column("brute", np.int64),
         stopped=stopped,
         note=note,
         planned=len(plan),
