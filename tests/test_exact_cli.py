@@ -71,8 +71,8 @@ def test_three_node_certified_both_ways(tmp_path: Path) -> None:
     loaded = load(out).result
     assert isinstance(loaded, ThreeNodeResult) and loaded.relaxation is not None and loaded.fewest is not None
     assert {p.name for p in (out / "figures").iterdir()} == {
-        "three_node-instance.png",
-        "three_node-relaxation.png",
+        "three-node-instance.png",
+        "three-node-relaxation.png",
     }
 
 
@@ -110,7 +110,7 @@ def test_scaling_stops_at_its_budget(tmp_path: Path) -> None:
     summary = json.loads(result.stdout)["result"]
     assert summary["stopped"] == "budget" and summary["instances"] < summary["planned"]
     assert isinstance(load(out).result, ScalingResult)
-    assert (out / "figures" / "scaling-scaling.png").is_file()
+    assert (out / "figures" / "scaling.png").is_file()
 
 
 @pytest.mark.parametrize(
