@@ -8,9 +8,14 @@ with batch norm (in eval mode).
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import subprocess
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
@@ -99,3 +104,25 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def kill_mid_sweep_then_resume(
+    command: Callable[[Path], list[str]], killed: Path, clean: Path, sweep: str, *, at_least: int, below: int
+) -> None:
+    """Run ``command(killed)``, SIGKILL it once ``at_least`` pieces of its sweep ``sweep`` are saved,
+    rerun it into the same directory (it must resume) and run ``command(clean)``, for the caller
+    to compare the two runs.
+    """
+    env = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(command(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    chunks = killed / "chunks" / sweep
+    deadline = time.time() + 180
+    while len(list(chunks.glob("0*.npz"))) < at_least and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = len(list(chunks.glob("0*.npz")))
+    assert at_least <= done < below, "the study must die mid-sweep for this test to mean anything"
+    assert json.loads((killed / "run.json").read_text())["status"] == "running"
+    for out in (killed, clean):
+        subprocess.run(command(out), env=env, check=True, stdout=subprocess.DEVNULL)

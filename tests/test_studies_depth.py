@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import kill_mid_sweep_then_resume
 from typer.testing import CliRunner
 
 from losslab import load
@@ -145,21 +142,8 @@ def _command(out: Path) -> list[str]:
 
 
 def test_a_killed_study_resumes_bit_identically(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1"}
-    killed = tmp_path / "killed"
-    proc = subprocess.Popen(_command(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    chunks = killed / "chunks" / "depth"
-    deadline = time.time() + 180
-    while len(list(chunks.glob("0*.npz"))) < 2 and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    done = len(list(chunks.glob("0*.npz")))
-    assert 2 <= done < 6, "the study must die mid-sweep for this test to mean anything"
-    assert json.loads((killed / "run.json").read_text())["status"] == "running"
-    subprocess.run(_command(killed), env=env, check=True, stdout=subprocess.DEVNULL)
-    clean = tmp_path / "clean"
-    subprocess.run(_command(clean), env=env, check=True, stdout=subprocess.DEVNULL)
+    killed, clean = tmp_path / "killed", tmp_path / "clean"
+    kill_mid_sweep_then_resume(_command, killed, clean, "depth", at_least=2, below=6)
     a, b = load(killed), load(clean)
     assert a.manifest["resumed"] and a.status == "complete"
     for pa, pb in zip(a.result.points, b.result.points, strict=True):
