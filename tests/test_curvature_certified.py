@@ -16,13 +16,7 @@ from losslab.curvature import Operator, extreme_eigenpairs, hessian_operator, la
 from losslab.models import build_model
 from losslab.objective import Objective
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _rotated(eigenvalues: torch.Tensor, seed: int) -> torch.Tensor:

@@ -23,17 +23,10 @@ from losslab.curvature import (
     TraceEstimate,
 )
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 runner = CliRunner()
 MODEL = "mlp:64-12-10"  # 910 parameters: every analysis in a few seconds
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small models: a second intra-op thread only adds synchronization on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def invoke(*args: object):

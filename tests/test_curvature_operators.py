@@ -11,15 +11,7 @@ from losslab.curvature import DenseOperator, as_operator, ggn_operator, hessian_
 from losslab.errors import UserError
 from losslab.objective import Objective
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These problems are tiny: a second intra-op thread only adds synchronization (measured on
-    a busy 2-core machine: 0.12 ms per product with one thread, up to 70 ms with two)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # Both sides are float64 reverse-mode derivatives of the same function summed in a

@@ -18,16 +18,10 @@ from losslab.curvature import Eigenpairs, HessianConfig, HessianResult, run
 from losslab.curvature.run import uncertified
 from losslab.parallel import LocalExecutor
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 runner = CliRunner()
 MODEL = "mlp:64-12-10"  # 910 parameters
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def invoke(*args: object):

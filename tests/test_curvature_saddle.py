@@ -10,15 +10,7 @@ from losslab.curvature import extreme_eigenpairs, hessian_operator, saddle_index
 from losslab.errors import UserError
 from losslab.objective import Objective
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These problems are tiny: a second intra-op thread only adds synchronization (measured on
-    a busy 2-core machine: 0.12 ms per product with one thread, up to 70 ms with two)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _rotated(eigenvalues: torch.Tensor, seed: int = 0) -> torch.Tensor:

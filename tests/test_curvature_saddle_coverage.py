@@ -14,16 +14,10 @@ import torch
 
 from losslab.curvature import Eigenpairs, saddle_index, slq
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 TAU = 1e-3
 D = 300
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _spectrum(name: str) -> np.ndarray:

@@ -13,15 +13,7 @@ from losslab.errors import UserError
 from losslab.models import build_model
 from losslab.objective import Objective
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These problems are tiny: a second intra-op thread only adds synchronization (measured on
-    a busy 2-core machine: 0.12 ms per product with one thread, up to 70 ms with two)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _least_squares(at_minimum: bool = True, seed: int = 0) -> tuple[Objective, torch.Tensor, torch.Tensor]:

@@ -20,15 +20,7 @@ from losslab.curvature.trace import _leave_one_out, _orthonormal_rows, _rademach
 from losslab.errors import UserError
 from losslab.objective import Objective
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These problems are tiny: a second intra-op thread only adds synchronization (measured on
-    a busy 2-core machine: 0.12 ms per product with one thread, up to 70 ms with two)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 SEEDS = range(10)

@@ -15,15 +15,7 @@ from losslab.store import RunDir, load
 from losslab.train import TrainConfig, init_thetas, train, train_ensemble
 from tests.conftest import TINY_CASES
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These problems are tiny: a second intra-op thread only adds synchronization (measured on
-    a busy 2-core machine: 0.12 ms per product with one thread, up to 70 ms with two)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class _Recorder:

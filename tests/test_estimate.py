@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 import losslab.objective.cost as cost_module
@@ -23,16 +22,10 @@ from losslab import load
 from losslab.cli import app
 from losslab.objective.cost import Estimate, Work
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 runner = CliRunner()
 MODEL = "mlp:64-12-10"
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def invoke(*args: object):

@@ -10,13 +10,7 @@ from losslab.curvature import MATRICES, lanczos, matrix_operator
 from losslab.models import build_model
 from losslab.objective import Objective
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _objective(**kwargs) -> Objective:

@@ -25,15 +25,9 @@ from losslab.data import digits
 from losslab.models import build_model
 from losslab.objective import Objective
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 PATHS = ("reuse", "recompute", "forward", "ggn")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 class SmallCNN(nn.Module):

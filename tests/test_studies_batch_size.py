@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -23,14 +22,7 @@ from losslab.objective import Objective
 from losslab.studies import STUDIES, StudyContext, subset
 from losslab.studies.batch_size import BatchSizeResult
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny models gain nothing from intra-op threads (and spin-waiting threads slow a shared machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 SMALL = {"train_size": 300, "batch_sizes": (10, 150), "seeds": 2, "epochs": 300, "alphas": 7, "ascent_steps": 6}

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from losslab.errors import UserError
 from losslab.report import figures_of
@@ -15,13 +13,7 @@ from losslab.spectra import SpectraConfig, layer_spectra
 from losslab.studies import STUDIES, StudyContext
 from losslab.studies.layer_spectra import LayerSpectraResult, _objective
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

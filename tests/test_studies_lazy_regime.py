@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,15 +18,9 @@ from losslab.report import figures_of
 from losslab.studies import STUDIES, StudyContext
 from losslab.studies.lazy_regime import NTKMLP, LazyRegimeResult, log_log_slope
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 TINY = {"data": "teacher:n=100,d=4", "widths": (32, 256, 2048), "seeds": (0, 1), "steps": 120, "tracks": 3}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

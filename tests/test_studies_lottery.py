@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -34,15 +33,9 @@ from losslab.train.pruning import (
     train_masked,
 )
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 runner = CliRunner()
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny_objective(spec: str = "mlp:5-8-6-3") -> Objective:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,15 +17,7 @@ from losslab.data import load_data
 from losslab.errors import UserError
 from losslab.studies import STUDIES, SaddlesResult, StudyContext, subset
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny models gain nothing from intra-op threads, and on a shared machine OpenMP threads
-    spin-waiting for a busy core made these tests 10–70× slower (9 min instead of 25 s)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # A tanh MLP with two hidden layers of 8 (682 parameters, small enough for a dense Hessian)

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from losslab import load
 from losslab.cli import app
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 SNIPPET = """\
 import losslab
@@ -42,14 +43,6 @@ config = curvature.HessianConfig(top=5, bottom=3, trace=True, density=True, sadd
 spectrum = curvature.run(objective, config)
 print(spectrum.summary()["saddle"], spectrum.warnings())  # a warning names each pair that is not certified
 """
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _commands() -> list[list[str]]:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from losslab import Objective, UserError, build_model, load, load_data
@@ -17,17 +16,11 @@ from losslab.objective.cost import Budget
 from losslab.parallel import LocalExecutor
 from losslab.surface import InterpolateConfig, Interpolation, Line, Surface, SurfaceConfig, estimate, run
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 runner = CliRunner()
 MODEL = "mlp:64-16-10"
 GRID_FIELDS = ("loss", "accuracy", "test_loss", "test_accuracy")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def invoke(*args: object):
