@@ -14,6 +14,7 @@ from typing import Any
 __all__ = [
     "UserError",
     "check_choice",
+    "check_each",
     "check_float",
     "check_int",
 ]
@@ -64,6 +65,25 @@ def check_choice(value: Any, name: str, owner: str, choices: Iterable[str]) -> s
     if value not in choices:
         raise _fail(name, owner, "one of " + ", ".join(repr(c) for c in choices), value)
     return value
+
+
+def check_each(
+    values: Any, name: str, owner: str, what: str, example: str, check: Any = check_int, **bounds: Any
+) -> None:
+    """Validate a non-empty list parameter, each item by ``check(item, name, owner, **bounds)``.
+
+    >>> check_each((2, 8), "depths", "the depth study", "depth", "2,8,32", low=1)
+    >>> check_each((), "ds", "a study", "depth", "2,8", low=1)
+    Traceback (most recent call last):
+    ...
+    losslab.errors.UserError: The 'ds' parameter of a study must list at least one depth, as in ds=2,8. Got none.
+    """
+    if not values:
+        raise UserError(
+            f"The '{name}' parameter of {owner} must list at least one {what}, as in {name}={example}. Got none."
+        )
+    for value in values:
+        check(value, name, owner, **bounds)
 
 
 def _bounds(kind: str, low: Any, high: Any, *, low_open: bool = False) -> str:

@@ -212,11 +212,12 @@ class Options:
         names = ("device", "dtype", "ray", "out", "force", "json_out", "estimate")
         return {name: getattr(self, name) for name in names}
 
-    def open_run(self, command_name: str, config: dict[str, Any], seeds: dict[str, Any] | None = None) -> Any:
+    def open_run(
+        self, command_name: str, config: dict[str, Any], seeds: dict[str, Any] | None = None, analysis: Any = None
+    ) -> Any:
         """`open_run` into --out (or the default), honouring --force, on this device and dtype."""
-        return open_run(
-            command_name, self.out, config=config, force=self.force, seeds=seeds, device=self.device, dtype=self.dtype
-        )
+        where = {"force": self.force, "device": self.device, "dtype": self.dtype}
+        return open_run(command_name, self.out, config=config, seeds=seeds, analysis=analysis, **where)
 
     def progress(self, description: str) -> Any:
         """A progress bar, silent under --json."""
@@ -444,8 +445,13 @@ def open_run(
     seeds: dict[str, Any] | None = None,
     device: str = "cpu",
     dtype: str = "float32",
+    analysis: Any = None,
 ) -> Iterator[RunDir]:
-    """A run directory for the body of a command; cleans up after user errors, records failures."""
+    """A run directory for the body of a command; cleans up after user errors, records failures.
+
+    ``analysis`` is the command's config dataclass: run.json keeps it whole, and
+    ``losslab.load(run).config`` rebuilds it.
+    """
     run = RunDir.create(
         out or default_out(command_name),
         command=command_name,
@@ -455,6 +461,7 @@ def open_run(
         seeds=seeds,
         device=device,
         dtype=dtype,
+        analysis=analysis,
     )
     try:
         yield run

@@ -24,7 +24,7 @@ from losslab.cli.common import (
     config_from,
     shared_options,
 )
-from losslab.cli.demo import demo_step
+from losslab.cli.demo import DEMO_MODEL, demo_step, train_demo_model
 from losslab.connectivity import CURVE_CONFIG, ConnectConfig
 from losslab.errors import UserError
 from losslab.studies import InstabilityConfig
@@ -149,7 +149,7 @@ def connect_command(
     objective, model_b = setup.objective(), setup.build_model(checkpoint=file_b)
     user_spec = _load_spec(spec)
     recorded = {**setup.config(), "checkpoint_b": file_b, **config.to_dict(), "spec": spec}
-    with opts.open_run("connect", recorded, seeds={"seed": seed}) as run:
+    with opts.open_run("connect", recorded, seeds={"seed": seed}, analysis=config) as run:
         with opts.progress("connecting") as update:
             result = connectivity.run(objective, objective.model, model_b, config, spec=user_spec, progress=update)
         title = f"connect {Path(file_a).name} ↔ {Path(file_b).name} ({setup.model_spec} on {setup.data})"
@@ -200,27 +200,12 @@ def instability_command(
     execute_study("instability", config, command_name="instability", title=title, **opts.run_options())
 
 
-_DEMO_MODEL = "mlp:64-100-100-10"
-
-
 def _demo_seed(path: Path, seed: int, force: bool, device: str) -> Path:
-    """model.pt of the demo's digits MLP trained from ``seed`` (20 epochs of SGD), trained once."""
-    from losslab.cli.train import train_command
+    """model.pt of the demo's digits MLP trained from ``seed``, trained once."""
     from losslab.store import load
 
     if not ((path / "run.json").is_file() and load(path).status == "complete"):
-        train_command(
-            model=_DEMO_MODEL,
-            data="digits",
-            out=path,
-            force=force,
-            device=device,
-            epochs=20,
-            lr=0.1,
-            batch_size=64,
-            seed=seed,
-            json_out=True,
-        )
+        train_demo_model(path, force, device, seed)
     return path / "model.pt"
 
 
@@ -231,13 +216,13 @@ def _demo(out: Path, force: bool, device: str) -> None:
     # Seed 0 is the demo's own train step (same model and recipe) when it is there.
     first = out.parent / "train"
     run = load(first) if (first / "run.json").is_file() else None
-    reuse = run is not None and run.status == "complete" and run.manifest["config"].get("model") == _DEMO_MODEL
+    reuse = run is not None and run.status == "complete" and run.manifest["config"].get("model") == DEMO_MODEL
     a = first / "model.pt" if reuse else _demo_seed(out.parent / "connect-seed-0", 0, force, device)
     b = _demo_seed(out.parent / "connect-seed-1", 1, force, device)
     connect_command(
         str(a),
         str(b),
-        model=_DEMO_MODEL,
+        model=DEMO_MODEL,
         data="digits",
         out=out,
         force=force,

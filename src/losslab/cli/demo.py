@@ -33,21 +33,22 @@ def demo_step(name: str, title: str) -> Callable[[DemoStep], DemoStep]:
     return add
 
 
-@demo_step("train", "Train the digits MLP (mlp:64-100-100-10, SGD)")
-def _train(out: Path, force: bool, device: str) -> None:
+DEMO_MODEL = "mlp:64-100-100-10"  # the digits MLP every demo step measures
+
+
+def train_demo_model(out: Path, force: bool, device: str, seed: int = 0) -> None:
+    """The demo's recipe: the digits MLP, 20 epochs of SGD (η 0.1, batches of 64) from ``seed``."""
     from losslab.cli.train import train_command
 
+    recipe = {"data": "digits", "epochs": 20, "lr": 0.1, "batch_size": 64}
     train_command(
-        model="mlp:64-100-100-10",
-        data="digits",
-        out=out,
-        force=force,
-        device=device,
-        epochs=20,
-        lr=0.1,
-        batch_size=64,
-        json_out=True,
+        model=DEMO_MODEL, data="digits", out=out, force=force, device=device, seed=seed, json_out=True, **recipe
     )
+
+
+@demo_step("train", "Train the digits MLP (mlp:64-100-100-10, SGD)")
+def _train(out: Path, force: bool, device: str) -> None:
+    train_demo_model(out, force, device)
 
 
 @app.command()

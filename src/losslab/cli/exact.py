@@ -143,7 +143,8 @@ def perceptron_command(
         fewest_errors=fewest_errors, weight_bound=_weight_bound(weight_bound), time_limit=time_limit
     )
     dataset = Setup(data=data, seed=seed).dataset
-    with open_run("exact perceptron", out, config={"data": data, "seed": seed, **config.to_dict()}, force=force) as run:
+    recorded = {"data": data, "seed": seed, **config.to_dict()}
+    with open_run("exact perceptron", out, config=recorded, force=force, analysis=config) as run:
         result = run_perceptron(dataset, config)
         finish(run, {"perceptron": result}, result.summary(), json_out=json_out, title=f"exact perceptron on {data}")
 
@@ -220,7 +221,9 @@ def three_node_command(
     instance, made = _instance(data, elements, subsets, seed, solvable, size)
     run_config = {"instance": made, **config.to_dict()}
     seeds = {"instance": seed} if data is None else {}
-    with open_run("exact three-node", out, config=run_config, force=force, seeds=seeds, device=device) as run:
+    with open_run(
+        "exact three-node", out, config=run_config, force=force, seeds=seeds, device=device, analysis=config
+    ) as run:
         result = run_three_node(instance, config)
         result.source = data or ""
         described = data if data is not None else f"{made['kind']}, seed {seed}"
@@ -287,7 +290,8 @@ def scaling_command(
     """Time to certify the 3-node network vs instance size, until a budget runs out (resumable)."""
     config = config_from(ScalingConfig, locals(), ratios=_ratios(ratios))
     seed_list = list(range(seeds))
-    with open_run("exact scaling", out, config=config.to_dict(), force=force, seeds={"seeds": seed_list}) as run:
+    seeds = {"seeds": seed_list}
+    with open_run("exact scaling", out, config=config.to_dict(), force=force, seeds=seeds, analysis=config) as run:
         with progress_bar("certifying", not json_out) as update:
             result = run_scaling(None, config, store=run, progress=update)
         title = f"exact scaling: 3-node network, {sweep} sweep"
@@ -341,7 +345,8 @@ def relu2_command(
     _, _, targets = relu2_targets(dataset)  # refuses data relu2 cannot fit before a run directory exists
     run_config = {"data": data, "targets": targets, **config.to_dict()}
     seeds = {"patterns": seed, "sgd_first_seed": seed}
-    with open_run("exact relu2", out, config=run_config, force=force, seeds=seeds, device=device, dtype=dtype) as run:
+    where = {"device": device, "dtype": dtype}
+    with open_run("exact relu2", out, config=run_config, force=force, seeds=seeds, analysis=config, **where) as run:
         lines: list[str] = []
         with progress_bar("relu2", not json_out) as update, warning_lines(lines):
             result = run_relu2(dataset, config, progress=update)

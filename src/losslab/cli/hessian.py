@@ -83,7 +83,7 @@ def hessian_command(
         emit_estimate(estimate_hessian(setup, config), opts.json_out)
         return
     run_config = {**setup.config(), "hessian": config.to_dict()}
-    with opts.open_run("hessian", run_config, seeds={"seed": opts.seed}) as run:
+    with opts.open_run("hessian", run_config, seeds={"seed": opts.seed}, analysis=config) as run:
         with opts.progress("curvature") as update:
             result = run_hessian(setup, config, store=run, progress=update)
         for line in result.warnings():

@@ -69,7 +69,8 @@ def ntk_command(
         emit_estimate(estimate_ntk(setup, config), json_out)
         return
     run_config = {**setup.config(), "ntk": config.to_dict()}
-    with open_run("ntk", out, config=run_config, force=force, seeds={"seed": seed}, device=device, dtype=dtype) as run:
+    where = {"device": device, "dtype": dtype}
+    with open_run("ntk", out, config=run_config, force=force, seeds={"seed": seed}, analysis=config, **where) as run:
         result = run_ntk(setup, config)
         for line in result.warnings():
             stderr.print(f"losslab: warning: {line}", markup=False)
@@ -107,7 +108,8 @@ def spectra_command(
         emit_estimate(estimate_spectra(setup, config), json_out)
         return
     run_config = {**setup.config(), "spectra": config.to_dict()}
-    with open_run("spectra", out, config=run_config, force=force, seeds={"seed": seed}, device=device) as run:
+    where = {"seeds": {"seed": seed}, "device": device}
+    with open_run("spectra", out, config=run_config, force=force, analysis=config, **where) as run:
         result = run_spectra(setup, config)
         for line in result.warnings():
             stderr.print(f"losslab: warning: {line}", markup=False)

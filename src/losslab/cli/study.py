@@ -149,7 +149,8 @@ def execute_study(
     executor = get_executor(ray)
     command_name = command_name or f"study {name}"
     seeds = {"seed": getattr(config, "seed", None)}
-    with open_run(command_name, out, config=run_config, force=force, device=device, dtype=dtype, seeds=seeds) as run:
+    where = {"device": device, "dtype": dtype}
+    with open_run(command_name, out, config=run_config, force=force, seeds=seeds, analysis=config, **where) as run:
         with progress_bar(name, not json_out) as update:
             context = StudyContext(
                 directory=run.path / "chunks",

@@ -99,7 +99,7 @@ def surface_command(
             emit_estimate(estimate_surface(setup, config), opts.json_out)
             return
         run_config = {**setup.config(), **config.to_dict(), "scale": scale}
-        with opts.open_run("surface", run_config, seeds={"directions": opts.seed}) as run:
+        with opts.open_run("surface", run_config, seeds={"directions": opts.seed}, analysis=config) as run:
             executor = get_executor(opts.ray) if opts.ray else None
             with opts.progress("surface") as update:
                 result = run_surface(setup, config, store=run, executor=executor, progress=update)
@@ -139,7 +139,7 @@ def interpolate_command(
     with loss_scale(scale, "interpolate"):
         setup = opts.setup(checkpoint=to)
         run_config = {**setup.config(), **config.to_dict(), "scale": scale}
-        with opts.open_run("interpolate", run_config) as run:
+        with opts.open_run("interpolate", run_config, analysis=config) as run:
             result = run_surface(setup, config)
             title = f"linear interpolation {from_} → {to} ({setup.model_spec} on {setup.data})"
             opts.finish(run, {"interpolation": result}, result.summary(), title=title)

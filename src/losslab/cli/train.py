@@ -74,7 +74,7 @@ def train_command(
     # Each member's initial weights (unless --checkpoint) and batch order; the forward's random
     # draws (dropout) are seeded by --seed and the step (result.seeds in run.json).
     seeds_record = {"seeds": config.member_seeds}
-    with opts.open_run("train", run_config, seeds=seeds_record) as run:
+    with opts.open_run("train", run_config, seeds=seeds_record, analysis=config) as run:
         with opts.progress("training") as update:
             output = train(objective, config, store=run, thetas=thetas, progress=update)
         opts.finish(run, output.results, output.summary, title=f"train {setup.model_spec} on {setup.data}")

@@ -36,7 +36,7 @@ import torch
 from losslab.curvature.lanczos import _eigh, _orthogonalize
 from losslab.curvature.operators import Operator, as_operator
 from losslab.errors import UserError, check_float, check_int
-from losslab.store import register_result
+from losslab.store import register_result, summary_of
 
 __all__ = ["SpectralDensity", "slq"]
 
@@ -100,15 +100,7 @@ class SpectralDensity:
         return lower, np.minimum(upper, 1.0)
 
     def summary(self) -> dict[str, Any]:
-        return {
-            "lambda_min": self.lambda_min,
-            "lambda_max": self.lambda_max,
-            "trace": self.trace,
-            "trace_stderr": self.trace_stderr,
-            "starts": self.starts,
-            "hvps": self.hvps,
-            "wall_seconds": round(self.wall_seconds, 3),
-        }
+        return summary_of(self, "lambda_min", "lambda_max", "trace", "trace_stderr", "starts", "hvps", "wall_seconds")
 
 
 def _mean_stderr(values: np.ndarray) -> tuple[float, float]:

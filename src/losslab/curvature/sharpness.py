@@ -43,7 +43,7 @@ from losslab.curvature.lanczos import Eigenpairs, lanczos
 from losslab.curvature.operators import Operator, hessian_operator
 from losslab.errors import check_choice, check_float, check_int
 from losslab.objective import Objective
-from losslab.store import register_result
+from losslab.store import register_result, summary_of
 
 __all__ = [
     "AverageSharpness",
@@ -82,14 +82,7 @@ class WorstCaseSharpness:
     hvps: int
 
     def summary(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "radius": self.radius,
-            "norm": self.norm,
-            "value": self.value,
-            "increase": self.increase,
-            "gradients": self.gradients,
-        }
+        return summary_of(self, "kind", "radius", "norm", "value", "increase", "gradients")
 
 
 @register_result
@@ -105,13 +98,7 @@ class AverageSharpness:
     samples: int
 
     def summary(self) -> dict[str, Any]:
-        return {
-            "sigma": self.sigma,
-            "adaptive": self.adaptive,
-            "increase": self.increase,
-            "stderr": self.stderr,
-            "samples": self.samples,
-        }
+        return summary_of(self, "sigma", "adaptive", "increase", "stderr", "samples")
 
 
 @register_result
@@ -141,9 +128,7 @@ class Sharpness:
             "average_sharpness": self.average.increase,
             "average_stderr": self.average.stderr,
             "sigma": self.average.sigma,
-            "hvps": self.hvps,
-            "wall_seconds": round(self.wall_seconds, 3),
-        }
+        } | summary_of(self, "hvps", "wall_seconds")
 
 
 def _ascent(

@@ -40,7 +40,7 @@ import torch
 
 from losslab.curvature.operators import Operator, as_operator
 from losslab.errors import check_float, check_int
-from losslab.store import register_result
+from losslab.store import register_result, summary_of
 
 __all__ = ["TraceEstimate", "hutchinson", "hutchpp", "xtrace"]
 
@@ -77,14 +77,7 @@ class TraceEstimate:
         return self.stderr / abs(self.estimate) if self.estimate else math.inf
 
     def summary(self) -> dict[str, Any]:
-        return {
-            "method": self.method,
-            "estimate": self.estimate,
-            "stderr": self.stderr,
-            "hvps": self.hvps,
-            "converged": self.converged,
-            "wall_seconds": round(self.wall_seconds, 3),
-        }
+        return summary_of(self, "method", "estimate", "stderr", "hvps", "converged", "wall_seconds")
 
 
 def _rademacher(count: int, d: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:

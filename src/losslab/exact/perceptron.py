@@ -39,7 +39,7 @@ from scipy.optimize import linprog
 from losslab.errors import UserError, check_float
 from losslab.exact.solver import SolverError, solve_milp
 from losslab.exact.threshold import big_m, binary_labels, fit_unit, resolve_weight_bound
-from losslab.store import register_result
+from losslab.store import register_result, summary_of
 
 __all__ = ["FewestErrorsResult", "PerceptronResult", "fewest_errors", "perceptron", "separate"]
 
@@ -67,13 +67,7 @@ class FewestErrorsResult:
     seconds: float
 
     def summary(self) -> dict[str, Any]:
-        return {
-            "errors": self.errors,
-            "exact": self.exact,
-            "weight_bound": self.weight_bound,
-            "nodes": self.nodes,
-            "seconds": round(self.seconds, 3),
-        }
+        return summary_of(self, "errors", "exact", "weight_bound", "nodes", "seconds")
 
 
 @register_result

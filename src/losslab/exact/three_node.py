@@ -45,7 +45,7 @@ from losslab.data.set_splitting import SetSplittingInstance
 from losslab.errors import UserError, check_float, check_int
 from losslab.exact.solver import SolverError, solve_milp
 from losslab.exact.threshold import big_m, binary_labels, fit_unit, resolve_weight_bound
-from losslab.store import register_result
+from losslab.store import register_result, summary_of
 
 __all__ = [
     "ThreeNodeFit",
@@ -85,15 +85,8 @@ class ThreeNodeFit:
     seconds: float
 
     def summary(self) -> dict[str, Any]:
-        return {
-            "variant": self.variant,
-            "trainable": self.trainable,
-            "errors": self.errors,
-            "exact": self.exact,
-            "weight_bound": self.weight_bound,
-            "nodes": self.nodes,
-            "seconds": round(self.seconds, 4),
-        }
+        names = ("variant", "trainable", "errors", "exact", "weight_bound", "nodes")
+        return summary_of(self, *names, seconds=round(self.seconds, 4))
 
 
 @register_result

@@ -63,15 +63,9 @@ class LayerSpectrum:
     fit: PowerLawFit
 
     def summary(self) -> dict[str, Any]:
-        return {
-            "shape": self.shape,
-            "eigenvalues": len(self.eigenvalues),
-            "lambda_max": float(self.eigenvalues[-1]),
-            "mp_bulk_edge": self.bulk_edge,
-            "mp_ks": self.mp_ks,
-            "above_mp_edge": self.above_edge,
-            **self.fit.summary(),
-        }
+        size = {"shape": self.shape, "eigenvalues": len(self.eigenvalues), "lambda_max": float(self.eigenvalues[-1])}
+        edge = {"mp_bulk_edge": self.bulk_edge, "mp_ks": self.mp_ks, "above_mp_edge": self.above_edge}
+        return size | edge | self.fit.summary()
 
 
 @register_result

@@ -2,6 +2,6 @@
 
 from losslab.store.chunks import Chunks, Executor
 from losslab.store.run import Run, RunDir, load, versions
-from losslab.store.serialize import RESULT_TYPES, register_result
+from losslab.store.serialize import RESULT_TYPES, register_result, summary_of
 
-__all__ = ["RESULT_TYPES", "Chunks", "Executor", "Run", "RunDir", "load", "register_result", "versions"]
+__all__ = ["RESULT_TYPES", "Chunks", "Executor", "Run", "RunDir", "load", "register_result", "summary_of", "versions"]

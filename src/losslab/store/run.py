@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from losslab._config import config_record, rebuild_config
 from losslab._io import atomic_write, write_json
 from losslab._lockfile import LOCK_NAME, RunLock, run_status, unfinished_reason
 from losslab.errors import UserError
@@ -83,8 +84,11 @@ class RunDir:
         seeds: dict[str, Any] | None = None,
         device: str = "cpu",
         dtype: str = "float32",
+        analysis: Any = None,
     ) -> RunDir:
         """Open ``path`` for a new run, resume a crashed one with the same config, or refuse.
+
+        ``analysis`` (the analysis's config dataclass) is kept whole for `Run.config`.
 
         Refuses (a `UserError`) a directory another live process is writing (its lock),
         a complete run without ``force``, a run of another command or config without
@@ -131,6 +135,7 @@ class RunDir:
             "command": command,
             "argv": argv if argv is not None else sys.argv,
             "config": config,
+            "analysis": None if analysis is None else config_record(analysis),
             "versions": versions(),
             "seeds": seeds or {},
             "device": device,
@@ -278,6 +283,26 @@ class Run:
     def result(self) -> Any:
         """The run's first (main) result object, or None."""
         return next(iter(self.results.values()), None)
+
+    @property
+    def config(self) -> Any:
+        """The config dataclass the run was made with, rebuilt from run.json (equal to the one given).
+
+        Give it to the analysis's runner to compute the run again in Python.
+        """
+        record = self.manifest.get("analysis")
+        if not record:
+            raise UserError(
+                f"The {self.command} run {str(self.path)!r} records no analysis config (an older run, or a "
+                "command without one): read its settings from .manifest['config']."
+            )
+        try:
+            return rebuild_config(record)
+        except (ImportError, AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise UserError(
+                f"The config of {str(self.path)!r} cannot be rebuilt ({type(exc).__name__}: {_one_line(exc)}): "
+                "read its settings from .manifest['config'], or rerun the command with --force."
+            ) from None
 
     def require_complete(self, use: str) -> Run:
         """This run, or a `UserError` if it did not finish (``use`` says what it was given for)."""

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-__all__ = ["RESULT_TYPES", "decode", "encode", "register_result", "resolve_type", "type_name"]
+__all__ = ["RESULT_TYPES", "decode", "encode", "register_result", "resolve_type", "summary_of", "type_name"]
 
 RESULT_TYPES: dict[str, type] = {}  # "module:qualname" → the registered class
 T = TypeVar("T", bound=type)
@@ -160,3 +160,18 @@ def decode(value: Any, arrays: Any) -> Any:
         kwargs = {k: decode(v, arrays) for k, v in value.items() if k in known}
         return cls(**kwargs)
     return {k: decode(v, arrays) for k, v in value.items()}
+
+
+def summary_of(result: Any, *names: str, **values: Any) -> dict[str, Any]:
+    """A result's summary: the fields ``names`` of ``result``, then ``values``.
+
+    Times (fields ending in ``seconds``) are rounded to the millisecond: they are
+    measurements, and more digits only make the printed table harder to read.
+
+    >>> from types import SimpleNamespace
+    >>> summary_of(SimpleNamespace(hvps=7, wall_seconds=1.23456), "hvps", "wall_seconds", kind="lanczos")
+    {'hvps': 7, 'wall_seconds': 1.235, 'kind': 'lanczos'}
+    """
+    out = {name: getattr(result, name) for name in names}
+    out.update({name: round(value, 3) for name, value in out.items() if name.endswith("seconds")})
+    return {**out, **values}

@@ -40,14 +40,14 @@ import torch
 from losslab.curvature import extreme_eigenpairs, hessian_operator
 from losslab.curvature.cost import estimate_curvature
 from losslab.data import load_data
-from losslab.errors import UserError, check_choice, check_float, check_int
+from losslab.errors import UserError, check_each, check_float, check_int
 from losslab.models import build_model
 from losslab.objective import Objective
 from losslab.objective.cost import Estimate, Work, seconds_per_point
 from losslab.store import register_result
 from losslab.studies.base import StudyContext, register_study, subset
 from losslab.surface import axis, plane, random_directions
-from losslab.train import OPTIMIZERS, TrainConfig, init_thetas, train_ensemble
+from losslab.train import TrainConfig, check_training, init_thetas, train_ensemble
 from losslab.train.cost import estimate_training
 
 __all__ = ["DepthConfig", "DepthPlane", "DepthPoint", "DepthResult", "convexity_map", "depth", "layer_grad_norms"]
@@ -79,23 +79,14 @@ class DepthConfig:
 
     def __post_init__(self) -> None:
         owner = "the depth study"
-        if not self.depths:
-            raise UserError("The depth study needs at least one depth: use depths=2,8,32.")
-        for d in self.depths:
-            check_int(d, "depths", owner, low=1)
+        check_each(self.depths, "depths", owner, "depth", "2,8,32", low=1)
         if len(set(self.depths)) != len(self.depths):
             raise UserError(f"The depths of the depth study must differ. Got {self.depths}.")
         check_int(self.width, "width", owner, low=1)
         check_int(self.seeds, "seeds", owner, low=1)
-        check_choice(self.optimizer, "optimizer", owner, OPTIMIZERS)
-        check_float(self.lr, "lr", owner, low=0.0, low_open=True)
-        if self.batch_size is not None:
-            check_int(self.batch_size, "batch_size", owner, low=1)
+        check_training(self, owner)
         if self.train_size is not None:
             check_int(self.train_size, "train_size", owner, low=1)
-        check_int(self.steps, "steps", owner, low=1)
-        check_int(self.record_every, "record_every", owner, low=1)
-        check_float(self.target_loss, "target_loss", owner, low=0.0)
         check_float(self.trains_below, "trains_below", owner, low=0.0, high=1.0, low_open=True)
         check_float(self.lanczos_tol, "lanczos_tol", owner, low=0.0, high=1.0, low_open=True)
         check_int(self.max_hvps, "max_hvps", owner, low=10)
@@ -111,14 +102,7 @@ class DepthConfig:
         return f"deep:{depth},width={self.width},in={fan_in},out={fan_out},act={self.act},residual={int(residual)}"
 
     def train_config(self) -> TrainConfig:
-        return TrainConfig(
-            optimizer=self.optimizer,
-            lr=self.lr,
-            batch_size=self.batch_size,
-            steps=self.steps,
-            record_every=self.record_every,
-            seed=self.seed,
-        )
+        return TrainConfig.of(self, "optimizer", "lr", "batch_size", "steps", "record_every", "seed")
 
 
 def layer_grad_norms(objective: Objective, theta: torch.Tensor) -> tuple[list[str], np.ndarray]:

@@ -130,9 +130,7 @@ def _setup(config: DoubleDescentConfig) -> tuple[Dataset, list[int], TrainConfig
     if config.train_size is not None and config.train_size < data.n_train:
         data = subset(data, config.train_size, config.seed)
     seeds = [config.seed + s for s in range(config.seeds)]
-    train_config = TrainConfig(
-        optimizer=config.optimizer, lr=config.lr, batch_size=config.batch_size, epochs=config.epochs, seed=config.seed
-    )
+    train_config = TrainConfig.of(config, "optimizer", "lr", "batch_size", "epochs", "seed")
     return data, seeds, train_config
 
 

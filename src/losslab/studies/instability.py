@@ -26,13 +26,13 @@ import torch
 
 from losslab.connectivity import Network, Path, PathEvaluation, barrier, evaluate_path, has_batch_norm
 from losslab.data import load_data
-from losslab.errors import UserError, check_choice, check_float, check_int
+from losslab.errors import UserError, check_float, check_int
 from losslab.models import build_model
 from losslab.objective import Objective
 from losslab.objective.cost import Estimate, Work, seconds_per_point
 from losslab.store import register_result
 from losslab.studies.base import StudyContext, register_study, subset
-from losslab.train import OPTIMIZERS, TrainConfig, TrainState, train, train_ensemble
+from losslab.train import TrainConfig, TrainState, check_training, train, train_ensemble
 from losslab.train.cost import estimate_training
 
 __all__ = ["InstabilityConfig", "InstabilityResult", "default_ks", "instability", "measure_instability", "split_steps"]
@@ -60,14 +60,7 @@ class InstabilityConfig:
 
     def __post_init__(self) -> None:
         owner = "instability"
-        check_choice(self.optimizer, "optimizer", owner, OPTIMIZERS)
-        check_float(self.lr, "lr", owner, low=0.0, low_open=True)
-        check_float(self.momentum, "momentum", owner, low=0.0, high=1.0)
-        if self.batch_size is not None:
-            check_int(self.batch_size, "batch_size", owner, low=1)
-        check_int(self.epochs, "epochs", owner, low=1)
-        if self.steps is not None:
-            check_int(self.steps, "steps", owner, low=1)
+        check_training(self, owner)
         for k in self.ks or ():
             check_int(k, "ks", owner, low=0)
         check_int(self.points, "points", owner, low=2)
@@ -75,19 +68,10 @@ class InstabilityConfig:
             check_float(self.label_noise, "label_noise", owner, low=0.0, high=1.0)
         if self.train_size is not None:
             check_int(self.train_size, "train_size", owner, low=2)
-        check_int(self.seed, "seed", owner)
 
     def train_config(self) -> TrainConfig:
         """The parent's run (the copies continue it with their own batch orders)."""
-        return TrainConfig(
-            optimizer=self.optimizer,
-            lr=self.lr,
-            momentum=self.momentum,
-            batch_size=self.batch_size,
-            epochs=self.epochs,
-            steps=self.steps,
-            seed=self.seed,
-        )
+        return TrainConfig.of(self, "optimizer", "lr", "momentum", "batch_size", "epochs", "steps", "seed")
 
     @property
     def copies(self) -> list[int]:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from losslab.data import load_data
-from losslab.errors import UserError, check_float, check_int
+from losslab.errors import check_each, check_float, check_int
 from losslab.models import build_model
 from losslab.objective import Objective
 from losslab.objective.cost import Estimate, Work
@@ -58,10 +58,7 @@ class LayerSpectraConfig:
 
     def __post_init__(self) -> None:
         owner = "the layer-spectra study"
-        if not self.label_noise:
-            raise UserError("The layer-spectra study needs at least one label-noise level: use label_noise=0,0.5.")
-        for p in self.label_noise:
-            check_float(p, "label_noise", owner, low=0.0, high=1.0)
+        check_each(self.label_noise, "label_noise", owner, "label-noise level", "0,0.5", check_float, low=0.0, high=1.0)
         check_int(self.epochs, "epochs", owner, low=1)
         check_float(self.lr, "lr", owner, low=0.0, low_open=True)
         check_int(self.batch_size, "batch_size", owner, low=1)
@@ -149,15 +146,7 @@ def _objective(config: LayerSpectraConfig, noise: float, context: StudyContext) 
 def _train_config(config: LayerSpectraConfig, n: int) -> TrainConfig:
     per_epoch = -(-n // config.batch_size)
     every = max(1, config.epochs * per_epoch // config.tracks)
-    return TrainConfig(
-        optimizer="sgd",
-        lr=config.lr,
-        batch_size=config.batch_size,
-        epochs=config.epochs,
-        record_every=every,
-        snapshot_every=every,
-        seed=config.seed,
-    )
+    return TrainConfig.of(config, "lr", "batch_size", "epochs", "seed", record_every=every, snapshot_every=every)
 
 
 def _point(config: LayerSpectraConfig, noise: float, context: StudyContext) -> LayerSpectraPoint:

@@ -36,13 +36,13 @@ import torch
 
 from losslab.connectivity import Network, Path, barrier, evaluate_path
 from losslab.data import load_data
-from losslab.errors import UserError, check_choice, check_float, check_int
+from losslab.errors import UserError, check_choice, check_each, check_float, check_int
 from losslab.models import build_model
 from losslab.objective import Objective
 from losslab.objective.cost import Estimate, Work, seconds_per_point
 from losslab.store import register_result
 from losslab.studies.base import StudyContext, register_study, subset
-from losslab.train import OPTIMIZERS, TrainConfig, TrainState, train
+from losslab.train import TrainConfig, TrainState, check_training, train
 from losslab.train.cost import estimate_training
 from losslab.train.pruning import (
     SCOPES,
@@ -80,20 +80,11 @@ class LotteryConfig:
 
     def __post_init__(self) -> None:
         owner = "lottery"
-        check_choice(self.optimizer, "optimizer", owner, OPTIMIZERS)
-        check_float(self.lr, "lr", owner, low=0.0, low_open=True)
-        check_float(self.momentum, "momentum", owner, low=0.0, high=1.0)
-        if self.batch_size is not None:
-            check_int(self.batch_size, "batch_size", owner, low=1)
-        check_int(self.epochs, "epochs", owner, low=1)
-        if not self.keeps:
-            raise UserError("The 'keeps' parameter of lottery must list at least one kept fraction. Got none.")
-        for q in self.keeps:
-            check_float(q, "keeps", owner, low=0.0, high=1.0, low_open=True)
-        if not self.ks:
-            raise UserError("The 'ks' parameter of lottery must list at least one rewind step. Got none.")
-        for k in self.ks:
-            check_int(k, "ks", owner, low=0)
+        check_training(self, owner)
+        check_each(
+            self.keeps, "keeps", owner, "kept fraction", "0.2,0.05", check_float, low=0.0, high=1.0, low_open=True
+        )
+        check_each(self.ks, "ks", owner, "rewind step", "0,4", low=0)
         if not self.scopes:
             raise UserError("The 'scopes' parameter of lottery must list 'global', 'layer' or both. Got none.")
         for scope in self.scopes:
@@ -101,17 +92,9 @@ class LotteryConfig:
         check_int(self.points, "points", owner, low=2)
         if self.train_size is not None:
             check_int(self.train_size, "train_size", owner, low=2)
-        check_int(self.seed, "seed", owner)
 
     def train_config(self) -> TrainConfig:
-        return TrainConfig(
-            optimizer=self.optimizer,
-            lr=self.lr,
-            momentum=self.momentum,
-            batch_size=self.batch_size,
-            epochs=self.epochs,
-            seed=self.seed,
-        )
+        return TrainConfig.of(self, "optimizer", "lr", "momentum", "batch_size", "epochs", "seed")
 
     def objective(self, device: str = "cpu", dtype: str = "float32", seed: int | None = None) -> Objective:
         """The model initialized with ``seed`` (default: the config's) on the (subset) training data."""

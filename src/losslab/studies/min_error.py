@@ -47,7 +47,7 @@ import numpy as np
 import torch
 
 from losslab.data import set_splitting_instance
-from losslab.errors import UserError, check_choice, check_float, check_int
+from losslab.errors import check_choice, check_each, check_float, check_int
 from losslab.exact import (
     RELAXATION_CONFIG,
     brute_force_min_errors,
@@ -90,10 +90,7 @@ class MinErrorConfig:
 
     def __post_init__(self) -> None:
         owner = "the min-error study"
-        if not self.elements:
-            raise UserError("The min-error study needs at least one ground-set size: use elements=5,6,8.")
-        for n in self.elements:
-            check_int(n, "elements", owner, low=5)
+        check_each(self.elements, "elements", owner, "ground-set size", "5,6,8", low=5)
         check_choice(self.family, "family", owner, FAMILIES)
         check_int(self.dims, "dims", owner, low=1)
         check_float(self.ratio, "ratio", owner, low=0.0, low_open=True)

@@ -34,7 +34,7 @@ import torch
 from losslab.curvature import hessian_operator, hutchinson, lanczos
 from losslab.curvature.cost import estimate_curvature
 from losslab.data import Dataset, load_data
-from losslab.errors import UserError, check_float, check_int
+from losslab.errors import UserError, check_each, check_float, check_int
 from losslab.models import build_model
 from losslab.objective import Objective
 from losslab.objective.cost import Estimate
@@ -66,10 +66,7 @@ class RandomLabelsConfig:
 
     def __post_init__(self) -> None:
         owner = "the random-labels study"
-        if not self.fractions:
-            raise UserError("The random-labels study needs at least one fraction: use fractions=0,0.5,1.")
-        for p in self.fractions:
-            check_float(p, "fractions", owner, low=0.0, high=1.0)
+        check_each(self.fractions, "fractions", owner, "fraction", "0,0.5,1", check_float, low=0.0, high=1.0)
         check_int(self.seeds, "seeds", owner, low=1)
         check_int(self.epochs, "epochs", owner, low=1)
         if self.train_size is not None:
@@ -167,14 +164,8 @@ def _setup(config: RandomLabelsConfig) -> tuple[Dataset, list[int], TrainConfig]
     per_epoch = TrainConfig(batch_size=config.batch_size).steps_per_epoch(clean.n_train)
     # One record per epoch (the trainer's default thins records on long runs): the epoch
     # of the fit is exact, and the stop at 100 % is checked every epoch.
-    train_config = TrainConfig(
-        optimizer=config.optimizer,
-        lr=config.lr,
-        batch_size=config.batch_size,
-        epochs=config.epochs,
-        target_accuracy=1.0,
-        record_every=per_epoch,
-        seed=config.seed,
+    train_config = TrainConfig.of(
+        config, "optimizer", "lr", "batch_size", "epochs", "seed", target_accuracy=1.0, record_every=per_epoch
     )
     return clean, seeds, train_config
 

@@ -278,13 +278,8 @@ def _setup(
     data = load_data(problem.data)
     objective = Objective(build_model(problem.model, seed=config.seed), problem.loss, data, device=device, dtype=dtype)
     seeds = [config.seed + k for k in range(config.seeds)]
-    train_config = TrainConfig(
-        optimizer=problem.optimizer,
-        lr=problem.lr,
-        batch_size=problem.batch_size,
-        steps=problem.steps,
-        record_every=problem.steps,
-        seed=config.seed,
+    train_config = TrainConfig.of(
+        problem, "optimizer", "lr", "batch_size", "steps", record_every=problem.steps, seed=config.seed
     )
     return objective, seeds, train_config
 

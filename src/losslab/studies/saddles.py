@@ -184,14 +184,8 @@ class SaddlesCheckpoint:
 
 def _train_config(config: SaddlesConfig) -> TrainConfig:
     every = config.steps // config.checkpoints
-    return TrainConfig(
-        optimizer=config.optimizer,
-        lr=config.lr,
-        batch_size=config.batch_size,
-        steps=config.steps,
-        record_every=max(1, every // 5),
-        snapshot_every=every,
-        seed=config.seed,
+    return TrainConfig.of(
+        config, "optimizer", "lr", "batch_size", "steps", "seed", record_every=max(1, every // 5), snapshot_every=every
     )
 
 

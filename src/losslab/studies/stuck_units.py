@@ -34,13 +34,13 @@ import numpy as np
 import torch
 
 from losslab.data import load_data
-from losslab.errors import UserError, check_choice, check_float, check_int
+from losslab.errors import UserError, check_each, check_float, check_int
 from losslab.models import build_model
 from losslab.objective import Objective
 from losslab.objective.cost import Estimate
 from losslab.store import register_result
 from losslab.studies.base import StudyContext, register_study, subset
-from losslab.train import OPTIMIZERS, TrainConfig, train
+from losslab.train import TrainConfig, check_training, train
 from losslab.train.cost import estimate_training
 
 __all__ = ["StuckUnitsConfig", "StuckUnitsResult", "StuckWidthPoint", "hidden_activations", "stuck_units"]
@@ -65,20 +65,12 @@ class StuckUnitsConfig:
 
     def __post_init__(self) -> None:
         owner = "stuck-units"
-        if not self.widths:
-            raise UserError("The 'widths' parameter of stuck-units must list at least one width. Got none.")
-        for w in self.widths:
-            check_int(w, "widths", owner, low=1)
+        check_each(self.widths, "widths", owner, "width", "16,64", low=1)
         check_int(self.depth, "depth", owner, low=1)
-        check_choice(self.optimizer, "optimizer", owner, OPTIMIZERS)
-        check_float(self.lr, "lr", owner, low=0.0, low_open=True)
-        if self.batch_size is not None:
-            check_int(self.batch_size, "batch_size", owner, low=1)
-        check_int(self.epochs, "epochs", owner, low=1)
+        check_training(self, owner)
         check_float(self.stuck_tol, "stuck_tol", owner, low=0.0)
         if self.train_size is not None:
             check_int(self.train_size, "train_size", owner, low=2)
-        check_int(self.seed, "seed", owner)
 
     def data_set(self) -> Any:
         data = load_data(self.data)
@@ -93,14 +85,7 @@ class StuckUnitsConfig:
         return "mlp:" + "-".join(str(v) for v in (features, *widths, data.num_classes))
 
     def train_config(self, per_epoch: int) -> TrainConfig:
-        return TrainConfig(
-            optimizer=self.optimizer,
-            lr=self.lr,
-            batch_size=self.batch_size,
-            epochs=self.epochs,
-            snapshot_every=per_epoch,
-            seed=self.seed,
-        )
+        return TrainConfig.of(self, "optimizer", "lr", "batch_size", "epochs", "seed", snapshot_every=per_epoch)
 
 
 def _linears(objective: Objective) -> list[tuple[str, str]]:

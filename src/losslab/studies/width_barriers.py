@@ -20,13 +20,13 @@ import numpy as np
 
 from losslab.connectivity import ALIGN_METHODS, Network, Path, PathEvaluation, align, barrier, evaluate_path
 from losslab.data import Dataset, load_data
-from losslab.errors import UserError, check_choice, check_int
+from losslab.errors import UserError, check_choice, check_each, check_int
 from losslab.models import build_model
 from losslab.objective import Objective
 from losslab.objective.cost import Estimate, Work, best_seconds, seconds_per_point
 from losslab.store import register_result
 from losslab.studies.base import StudyContext, register_study, subset
-from losslab.train import TrainConfig, init_thetas, train_ensemble
+from losslab.train import TrainConfig, check_training, init_thetas, train_ensemble
 from losslab.train.cost import estimate_training
 
 __all__ = ["WidthBarriersConfig", "WidthPoint", "WidthResult", "width_barriers", "width_study"]
@@ -161,21 +161,17 @@ class WidthBarriersConfig:
 
     def __post_init__(self) -> None:
         owner = "the width-barriers study"
-        if not self.widths:
-            raise UserError("The width-barriers study needs at least one width: use widths=32,128,512.")
-        for w in self.widths:
-            check_int(w, "widths", owner, low=1)
+        check_each(self.widths, "widths", owner, "width", "32,128,512", low=1)
         check_int(self.depth, "depth", owner, low=1)
         for method in self.methods:
             check_choice(method, "methods", owner, ("none", *ALIGN_METHODS))
         check_int(self.points, "points", owner, low=2)
-        check_int(self.epochs, "epochs", owner, low=1)
+        check_training(self, owner)
         if self.train_size is not None:
             check_int(self.train_size, "train_size", owner, low=2)
-        TrainConfig(optimizer=self.optimizer, lr=self.lr, batch_size=self.batch_size)  # its own checks
 
     def train_config(self) -> TrainConfig:
-        return TrainConfig(optimizer=self.optimizer, lr=self.lr, batch_size=self.batch_size, epochs=self.epochs)
+        return TrainConfig.of(self, "optimizer", "lr", "batch_size", "epochs")
 
     def dataset(self) -> Dataset:
         data = load_data(self.data)

@@ -1,6 +1,6 @@
 """The instrumented trainer: GD, SGD, momentum, Adam; one seed or a vmapped seed ensemble."""
 
-from losslab.train.config import OPTIMIZERS, SCHEDULES, TrainConfig
+from losslab.train.config import OPTIMIZERS, SCHEDULES, TrainConfig, check_training
 from losslab.train.optim import FlatOptimizer
 from losslab.train.runner import TrainOutput, TrainRun, initial_thetas, run
 from losslab.train.trainer import (
@@ -26,6 +26,7 @@ __all__ = [
     "TrainState",
     "init_thetas",
     "initial_thetas",
+    "check_training",
     "run",
     "train",
     "train_ensemble",

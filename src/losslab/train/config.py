@@ -3,14 +3,52 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
+from typing import Any
 
 from losslab.errors import UserError, check_choice, check_float, check_int
 
-__all__ = ["OPTIMIZERS", "SCHEDULES", "TrainConfig"]
+__all__ = ["OPTIMIZERS", "SCHEDULES", "TrainConfig", "check_training"]
 
 OPTIMIZERS = ("gd", "sgd", "momentum", "adam")
 SCHEDULES = ("constant", "cosine")
+
+# Each training setting and its rule; one table serves TrainConfig and every study that
+# carries some of these settings beside its own (a study's lr is a TrainConfig's lr).
+_RULES: dict[str, Callable[[Any, str, str], Any]] = {
+    "optimizer": partial(check_choice, choices=OPTIMIZERS),
+    "schedule": partial(check_choice, choices=SCHEDULES),
+    "lr": partial(check_float, low=0.0, low_open=True),
+    "momentum": partial(check_float, low=0.0, high=1.0),
+    "weight_decay": partial(check_float, low=0.0),
+    "eps": partial(check_float, low=0.0, low_open=True),
+    "batch_size": partial(check_int, low=1),
+    "epochs": partial(check_int, low=1),
+    "steps": partial(check_int, low=1),
+    "record_every": partial(check_int, low=1),
+    "snapshot_every": partial(check_int, low=1),
+    "target_loss": partial(check_float, low=0.0),
+    "target_accuracy": partial(check_float, low=0.0, high=1.0),
+    "seed": check_int,
+}
+_OPTIONAL = {"batch_size", "steps", "record_every", "snapshot_every", "target_loss", "target_accuracy"}  # None: unset
+
+
+def check_training(config: Any, owner: str) -> None:
+    """Validate whichever of TrainConfig's settings ``config`` has, with TrainConfig's rules, as ``owner``.
+
+    >>> from types import SimpleNamespace
+    >>> check_training(SimpleNamespace(lr=0.1, batch_size=None, width=3), "a study")  # batch_size None: unset
+    >>> check_training(SimpleNamespace(lr=0.0), "a study")
+    Traceback (most recent call last):
+    ...
+    losslab.errors.UserError: The 'lr' parameter of a study must be a finite number > 0.0. Got 0.0.
+    """
+    for name, rule in _RULES.items():
+        if hasattr(config, name) and not (name in _OPTIONAL and getattr(config, name) is None):
+            rule(getattr(config, name), name, owner)
 
 
 @dataclass(frozen=True)
@@ -34,28 +72,14 @@ class TrainConfig:
     seed: int = 0  # batch order (initial weights come from the model's seed)
 
     def __post_init__(self) -> None:
-        owner = "train"
-        check_choice(self.optimizer, "optimizer", owner, OPTIMIZERS)
-        check_choice(self.schedule, "schedule", owner, SCHEDULES)
-        check_float(self.lr, "lr", owner, low=0.0, low_open=True)
-        check_float(self.momentum, "momentum", owner, low=0.0, high=1.0)
-        check_float(self.weight_decay, "weight_decay", owner, low=0.0)
-        check_float(self.eps, "eps", owner, low=0.0, low_open=True)
+        check_training(self, "train")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise UserError(f"The 'betas' parameter of train must be two numbers in [0, 1). Got {self.betas!r}.")
-        if self.batch_size is not None:
-            check_int(self.batch_size, "batch_size", owner, low=1)
-        check_int(self.epochs, "epochs", owner, low=1)
-        if self.steps is not None:
-            check_int(self.steps, "steps", owner, low=1)
-        for name in ("record_every", "snapshot_every"):
-            if getattr(self, name) is not None:
-                check_int(getattr(self, name), name, owner, low=1)
-        if self.target_loss is not None:
-            check_float(self.target_loss, "target_loss", owner, low=0.0)
-        if self.target_accuracy is not None:
-            check_float(self.target_accuracy, "target_accuracy", owner, low=0.0, high=1.0)
-        check_int(self.seed, "seed", owner)
+
+    @classmethod
+    def of(cls, config: Any, *names: str, **values: Any) -> TrainConfig:
+        """The run a study describes: ``config``'s own values of the settings ``names``, then ``values``."""
+        return cls(**{name: getattr(config, name) for name in names}, **values)
 
     def batch_rows(self, n: int) -> int:
         """Rows per step for n training examples."""
