@@ -16,7 +16,7 @@ from losslab.data import Dataset, load_data
 from losslab.errors import UserError
 from losslab.models import build_model, load_checkpoint, save_checkpoint
 from losslab.objective import Objective
-from losslab.store import Run, load
+from losslab.store import Run, environment, load
 from losslab.train import EnsembleResult, TrainConfig, TrainResult, init_thetas, train, train_ensemble
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "UserError",
     "__version__",
     "build_model",
+    "environment",
     "init_thetas",
     "load",
     "load_checkpoint",

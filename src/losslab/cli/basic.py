@@ -7,12 +7,11 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import torch
 import typer
 
 from losslab.cli.app import app
 from losslab.cli.common import JsonOpt, command, emit, stdout
-from losslab.store import load, versions
+from losslab.store import environment, load
 
 __all__ = ["info", "show"]
 
@@ -21,12 +20,7 @@ __all__ = ["info", "show"]
 @command
 def info(json_out: JsonOpt = False) -> None:
     """Versions, devices and threads of this installation."""
-    facts = {
-        **versions(),
-        "threads": torch.get_num_threads(),
-        "cuda": torch.cuda.is_available(),
-        "cuda_devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
-    }
+    facts = environment()
     if json_out:
         sys.stdout.write(json.dumps(facts) + "\n")
         return

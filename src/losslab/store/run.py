@@ -56,6 +56,19 @@ def versions() -> dict[str, str]:
     }
 
 
+def environment() -> dict[str, Any]:
+    """What ``losslab info`` prints: `versions`, torch's intra-op threads, and the CUDA devices."""
+    import torch
+
+    devices = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return {
+        **versions(),
+        "threads": torch.get_num_threads(),
+        "cuda": torch.cuda.is_available(),
+        "cuda_devices": devices,
+    }
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -184,6 +197,12 @@ class RunDir:
     def stop_clock(self) -> None:
         """Record the end time and wall time now (so a report written before `complete` shows them)."""
         self.manifest.update(ended=_now(), wall_seconds=round(time.perf_counter() - self._t0, 3))
+
+    def record(self, results: dict[str, Any], summary: dict[str, Any]) -> None:
+        """Save a runner's ``results`` (name → result object) and mark the run complete with ``summary``."""
+        for name, result in results.items():
+            self.save_result(name, result)
+        self.complete(summary)
 
     def complete(self, summary: dict[str, Any]) -> None:
         """Mark the run complete (keeping a clock stopped by `stop_clock`), clean up, release the lock."""
