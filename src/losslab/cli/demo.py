@@ -41,9 +41,7 @@ def train_demo_model(out: Path, force: bool, device: str, seed: int = 0) -> None
     from losslab.cli.train import train_command
 
     recipe = {"data": "digits", "epochs": 20, "lr": 0.1, "batch_size": 64}
-    train_command(
-        model=DEMO_MODEL, data="digits", out=out, force=force, device=device, seed=seed, json_out=True, **recipe
-    )
+    train_command(model=DEMO_MODEL, out=out, force=force, device=device, seed=seed, json_out=True, **recipe)
 
 
 @demo_step("train", "Train the digits MLP (mlp:64-100-100-10, SGD)")
