@@ -87,7 +87,10 @@ def take_rows(X: Inputs, index: Any) -> Inputs:
 
 def inputs_finite(X: Inputs) -> bool:
     """True when no floating tensor of ``X`` holds NaN or inf."""
-    return all(bool(torch.isfinite(t).all()) for t in leaves(X) if t.is_floating_point())
+    # min and max in one pass, no [n]-sized bool tensor: NaN propagates into both, ±inf is one of them
+    return all(
+        bool(torch.isfinite(end)) for t in leaves(X) if t.is_floating_point() and t.numel() for end in torch.aminmax(t)
+    )
 
 
 def describe(X: Inputs) -> str:

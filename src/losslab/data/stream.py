@@ -96,6 +96,7 @@ class Stream:
             raise UserError(f"The torch Dataset {name!r} is empty: give at least one example.")
         X, y = self.take([0])
         self.classification = not y.is_floating_point()
+        self.checked = False  # set by the first whole pass that checked every value (`Objective.batches`)
         self.item_bytes = sum(t.numel() * t.element_size() for t in leaves((X, y)))
 
     def __len__(self) -> int:

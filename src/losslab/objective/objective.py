@@ -52,6 +52,9 @@ __all__ = [
 HVP_MODES = ("auto", "reuse", "recompute", "forward")
 MANY_MODES = ("auto", "plan", "loop", "vmap")
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
+# Bytes of collated items per batch of a streamed objective (its inputs are not in memory
+# otherwise): large enough that per-batch overhead is small, small beside the activations.
+STREAM_BATCH_BYTES = 32 << 20
 _STOCHASTIC = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
 
 
@@ -190,6 +193,8 @@ class Objective:
             batch_size = self._stream.batch_size  # a DataLoader's own batches
         if batch_size is None:
             rows = self.memory_budget // max(1, 4 * self._bytes_per_row)
+            if self._stream is not None:  # a batch's items, their collated copy and its cast stay small
+                rows = min(rows, STREAM_BATCH_BYTES // max(1, self._stream.item_bytes))
             batch_size = max(1, min(self.n, rows))
         self.batch_size = check_int(batch_size, "batch_size", "Objective", low=1)
 
@@ -239,8 +244,9 @@ class Objective:
         dtype = dtype or self.dtype
         return cast_inputs(X, self.device, dtype), y.to(self.device, dtype if y.is_floating_point() else y.dtype)
 
-    def _check_data(self, X: Inputs, y: torch.Tensor) -> None:
-        if not inputs_finite(X) or (y.is_floating_point() and not torch.isfinite(y).all()):
+    def _check_data(self, X: Inputs, y: torch.Tensor, *, values: bool = True) -> None:
+        """Fail on NaN/inf in the data (``values``) or class labels beyond the model's outputs."""
+        if values and (not inputs_finite(X) or (y.is_floating_point() and not torch.isfinite(y).all())):
             raise UserError(f"The data {self.dataset.name!r} contains NaN or inf: clean or impute it first.")
         classes = self.__dict__.get("_classes")
         if classes is not None and len(y) and int(y.max()) >= classes:
@@ -387,10 +393,13 @@ class Objective:
         """Fixed consecutive batches of the data (views, no copies; read one at a time when streamed)."""
         size = batch_size or self.batch_size
         if self._stream is not None:
-            for X, y in self._stream.batches(size):
+            stream = self._stream
+            values = not stream.checked  # the values of a stream are checked on its first whole pass
+            for X, y in stream.batches(size):
                 X, y = self._cast(X, y)
-                self._check_data(X, y)
+                self._check_data(X, y, values=values)
                 yield X, y
+            stream.checked = True
             return
         for start in range(0, self.n, size):
             yield self.rows(slice(start, start + size))
