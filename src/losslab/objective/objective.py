@@ -189,8 +189,14 @@ class Objective:
                 UserWarning,
                 stacklevel=2,
             )
-        if batch_size is None and self._stream is not None and self._stream.batch_size is not None:
-            batch_size = self._stream.batch_size  # a DataLoader's own batches
+        loader_batch = None if self._stream is None else self._stream.batch_size
+        if loader_batch is not None:  # a DataLoader reads its own batches
+            if batch_size not in (None, loader_batch):
+                raise UserError(
+                    f"The DataLoader reads batches of {loader_batch} rows, so batch_size={batch_size} cannot apply: "
+                    "pass batch_size=None or build the DataLoader with the batch size you want."
+                )
+            batch_size = loader_batch
         if batch_size is None:
             rows = self.memory_budget // max(1, 4 * self._bytes_per_row)
             if self._stream is not None:  # a batch's items, their collated copy and its cast stay small
