@@ -148,8 +148,10 @@ class HessianResult:
         return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
     def warnings(self) -> list[str]:
-        """One line per requested eigenpair that is not certified, saying why."""
-        return [line for pairs in (self.top, self.bottom) if pairs is not None for line in uncertified(pairs)]
+        """One line per requested eigenpair that is not certified, saying why, and per layer trace
+        that missed its error target."""
+        lines = [line for pairs in (self.top, self.bottom) if pairs is not None for line in uncertified(pairs)]
+        return lines + (self.layers.warnings() if self.layers is not None else [])
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {"operator": self.operator, "dim": self.dim}
@@ -315,7 +317,7 @@ def run(
         if name == "density":
             return slq(op, starts=config.starts, steps=steps, seed=seed)
         if name == "layers":
-            return per_layer(objective, at, ggn=config.matrix == "ggn", seed=seed)
+            return per_layer(objective, at, ggn=config.matrix == "ggn", trace_tol=config.trace_tol, seed=seed)
         if name == "saddle":
             pairs = done["eigen"]
             return saddle_index(

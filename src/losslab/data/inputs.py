@@ -47,8 +47,7 @@ def map_inputs(fn: Callable[[torch.Tensor], torch.Tensor], X: Any, name: str = "
         return fn(torch.as_tensor(X))
     except (TypeError, RuntimeError, ValueError):
         raise UserError(
-            f"The inputs of {name!r} must be a tensor, a tuple of tensors or a dict of tensors. "
-            f"Got {type(X).__name__}."
+            f"The inputs of {name!r} must be a tensor, a tuple of tensors or a dict of tensors. Got {type(X).__name__}."
         ) from None
 
 

@@ -155,4 +155,3 @@ class Stream:
     def max_label(self) -> int:
         """The largest class label (one pass over the data)."""
         return max(int(y.max()) for _, y in self.batches(max(1, (64 << 20) // max(1, self.item_bytes))))
-

@@ -443,9 +443,7 @@ class Objective:
             parts = [self._outputs(theta, part, buffers) for part in batches]
         return torch.cat(parts)
 
-    def _outputs(
-        self, theta: torch.Tensor, X: Inputs, buffers: dict[str, torch.Tensor] | None = None
-    ) -> torch.Tensor:
+    def _outputs(self, theta: torch.Tensor, X: Inputs, buffers: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         params = self.layout.unflatten(theta)
         args, kwargs = self._args(X)
         return functional_call(self.model, (params, self.buffers if buffers is None else buffers), args, kwargs)
@@ -690,9 +688,7 @@ class Objective:
         if self.check_determinism and bool(torch.isfinite(out).all()):
             with torch.no_grad():
                 again = self._outputs(self.theta0, X)
-                parts = torch.cat(
-                    [self._outputs(self.theta0, take_rows(X, slice(i, i + 1))) for i in range(rows)]
-                )
+                parts = torch.cat([self._outputs(self.theta0, take_rows(X, slice(i, i + 1))) for i in range(rows)])
             tol = 1e-4 if self.dtype == torch.float32 else 1e-10
             scale = 1.0 + float(out.abs().max())
             if not torch.allclose(out, again, rtol=0, atol=tol * scale):
