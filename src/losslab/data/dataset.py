@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import torch
 
-from losslab.data.inputs import Inputs, count_rows, map_inputs
+from losslab.data.inputs import Inputs, count_rows, map_inputs, take_rows
 from losslab.data.stream import Stream, targets
 from losslab.errors import UserError, check_float, check_int
 
@@ -82,6 +82,15 @@ class Dataset:
     @property
     def has_test(self) -> bool:
         return self.X_test is not None
+
+    def subset(self, index: torch.Tensor) -> Dataset:
+        """The training rows ``index`` (the test split whole); ``corrupted`` re-indexed into them."""
+        index = torch.as_tensor(index, dtype=torch.long)
+        corrupted = torch.nonzero(torch.isin(index, self.corrupted)).flatten()
+        meta = {**self.meta, "subset": len(index)}
+        return replace(
+            self, X_train=take_rows(self.X_train, index), y_train=self.y_train[index], corrupted=corrupted, meta=meta
+        )
 
     def with_label_noise(self, fraction: float, seed: int = 0) -> Dataset:
         """Replace a seeded ``fraction`` of training labels by uniformly random labels.
@@ -157,6 +166,10 @@ class StreamDataset:
                 )
             return self.test
         raise UserError(f"The 'split' parameter must be 'train' or 'test'. Got {which!r}.")
+
+    def subset(self, index: torch.Tensor) -> StreamDataset:
+        """The training rows ``index`` (still streamed; the test split whole)."""
+        return StreamDataset(self.name, self.train.subset(index), self.test)
 
     def with_label_noise(self, fraction: float, seed: int = 0) -> StreamDataset:
         fraction = check_float(fraction, "label_noise", "Dataset", low=0.0, high=1.0)

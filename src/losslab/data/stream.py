@@ -110,6 +110,14 @@ class Stream:
         """The DataLoader's batch size (None for a Dataset: the objective chooses)."""
         return None if self.loader is None else self.loader.batch_size
 
+    def subset(self, index: Sequence[int] | torch.Tensor) -> Stream:
+        """The rows ``index`` as a stream of their own (read the same way)."""
+        rows = torch.utils.data.Subset(self.dataset, [int(i) for i in index])
+        if self.loader is None:
+            return Stream(rows, self.name)
+        loader = self.loader
+        return Stream(DataLoader(rows, batch_size=loader.batch_size, collate_fn=loader.collate_fn), self.name)
+
     def take(self, index: Sequence[int] | torch.Tensor) -> tuple[Inputs, torch.Tensor]:
         """The rows ``index``, collated: (inputs, targets)."""
         rows = [int(i) for i in index]

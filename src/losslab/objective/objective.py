@@ -220,6 +220,7 @@ class Objective:
     ) -> Objective:
         """The same model and settings on other data (or another split of the same data)."""
         other = copy.copy(self)
+        other.subsampled = None  # `subsample` sets it again for its own copies
         other._bind(self.dataset if data is None else as_dataset(data), split or self.split)
         if data is not None:
             if other._stream is None:
@@ -301,6 +302,34 @@ class Objective:
 
     def _head(self, rows: int) -> tuple[Inputs, torch.Tensor]:
         return self.rows(slice(0, min(self.n, rows)))
+
+    def subsample(self, rows: int, *, seed: int = 0, index: int = 0) -> Objective:
+        """The same objective on ``rows`` of its rows: block ``index`` of one seeded permutation.
+
+        Blocks ``0, 1, …`` are disjoint (fixed minibatches), so the spread of a quantity over
+        them is the spread from the choice of rows alone. The test split stays whole.
+        ``subsampled`` records (the objective this came from, rows, seed, index).
+        """
+        rows = check_int(rows, "rows", "Objective.subsample", low=1, high=self.n)
+        index = check_int(index, "index", "Objective.subsample", low=0)
+        seed = check_int(seed, "seed", "Objective.subsample")
+        parent = self if self.subsampled is None else self.subsampled[0]
+        if parent is not self:
+            return parent.subsample(rows, seed=seed, index=index)  # siblings come from the same rows
+        if (index + 1) * rows > self.n:
+            raise UserError(
+                f"Subsample {index + 1} of {rows} rows needs {(index + 1) * rows} distinct rows but "
+                f"{self.dataset.name!r} has {self.n}: ask for fewer rows or fewer subsamples."
+            )
+        if self.split != "train":
+            raise UserError("Subsamples are drawn from the train split: subsample that objective, then use .on().")
+        order = torch.randperm(self.n, generator=torch.Generator().manual_seed(seed))
+        chosen = order[index * rows : (index + 1) * rows].sort().values
+        other = self.on(self.dataset.subset(chosen))
+        other.subsampled = (self, rows, seed, index)
+        return other
+
+    subsampled: tuple[Objective, int, int, int] | None = None
 
     def test_objective(self, test: Objective | bool | None = True) -> Objective | None:
         """The objective analyses report beside this one: ``test`` itself when it is an Objective;
