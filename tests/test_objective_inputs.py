@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import assert_same_objective
 from torch import nn
 from typer.testing import CliRunner
 
@@ -97,50 +98,34 @@ class Items(torch.utils.data.Dataset):
         return {"input_ids": self.ids[i], "mask": self.mask[i], "label": self.y[i]}
 
 
-def _same(a: Objective, b: Objective) -> None:
-    """Every quantity of ``a`` equals ``b``'s at float64 (θ, V seeded)."""
-    assert a.dim == b.dim and torch.equal(a.theta0, b.theta0)
-    g = torch.Generator().manual_seed(4)
-    theta = a.theta0 + 0.3 * torch.randn(a.dim, generator=g, dtype=torch.float64)
-    V = torch.randn(3, a.dim, generator=g, dtype=torch.float64)
-    thetas = torch.stack([a.theta0, theta])
-    pairs = [
-        (a.loss(theta), b.loss(theta)),
-        (a.grad(theta), b.grad(theta)),
-        (a.hvp_many(theta, V), b.hvp_many(theta, V)),
-        (a.curvature_at(theta).ggn_many(V), b.curvature_at(theta).ggn_many(V)),
-        (a.loss_many(thetas), b.loss_many(thetas)),
-        (a.forward(theta), b.forward(theta)),
-    ]
-    for got, want in pairs:
-        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-14)
-    assert a.metrics(theta) == pytest.approx(b.metrics(theta), rel=1e-12)
-
-
 def test_dict_inputs_equal_the_tensor_path() -> None:
     ids, mask, y = _tokens()
     packed = Objective(PackedBag(), "cross_entropy", (torch.cat([ids, mask], 1), y), dtype="float64")
     keyword = Objective(Bag(), "cross_entropy", ({"input_ids": ids, "mask": mask}, y), dtype="float64", batch_size=7)
     assert isinstance(keyword.X, dict) and keyword.X["input_ids"].dtype == torch.int64
-    _same(keyword, packed)
+    assert_same_objective(keyword, packed)
     # the dict itself for a forward of one argument, and a Dataset of dict items (read in, then streamed)
-    _same(Objective(DictBag(), "cross_entropy", ({"input_ids": ids, "mask": mask}, y), dtype="float64"), packed)
+    assert_same_objective(
+        Objective(DictBag(), "cross_entropy", ({"input_ids": ids, "mask": mask}, y), dtype="float64"), packed
+    )
     items = Items(ids, mask, y)
     data = as_dataset(items)
     assert isinstance(data, Dataset) and set(data.X_train) == {"input_ids", "mask"} and data.num_classes == CLASSES
-    _same(Objective(Bag(), "cross_entropy", items, dtype="float64"), packed)
+    assert_same_objective(Objective(Bag(), "cross_entropy", items, dtype="float64"), packed)
     streamed = Objective(Bag(), "cross_entropy", as_dataset(items, stream=True), dtype="float64", batch_size=5)
     assert streamed.streamed
-    _same(streamed, packed)
+    assert_same_objective(streamed, packed)
 
 
 def test_tuple_inputs_equal_the_tensor_path() -> None:
     a, b, y = _pair()
     packed = Objective(PackedPair(), "cross_entropy", (torch.cat([a, b], 1), y), dtype="float64")
-    _same(Objective(Pair(), "cross_entropy", ((a, b), y), dtype="float64", batch_size=5), packed)
+    assert_same_objective(Objective(Pair(), "cross_entropy", ((a, b), y), dtype="float64", batch_size=5), packed)
     pairs = torch.utils.data.TensorDataset(a, b, y)  # items (a_i, b_i, y_i): regroup as ((a_i, b_i), y_i)
     grouped = [((a_i, b_i), y_i) for a_i, b_i, y_i in pairs]
-    _same(Objective(Pair(), "cross_entropy", as_dataset(_List(grouped), stream=True), dtype="float64"), packed)
+    assert_same_objective(
+        Objective(Pair(), "cross_entropy", as_dataset(_List(grouped), stream=True), dtype="float64"), packed
+    )
 
 
 class _List(torch.utils.data.Dataset):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import assert_same_objective
 from torch import nn
 
 from losslab import Objective, build_model, train
@@ -63,29 +64,14 @@ def test_streamed_objective_equals_the_in_memory_one() -> None:
         "dataset": as_dataset(rows, stream=True),
         "loader": torch.utils.data.DataLoader(rows, batch_size=8),
     }
-    g = torch.Generator().manual_seed(1)
-    theta = memory.theta0 + 0.5 * torch.randn(memory.dim, generator=g, dtype=torch.float64)
-    V = torch.randn(4, memory.dim, generator=g, dtype=torch.float64)
-    thetas = torch.stack([memory.theta0, theta, -theta])
     for name, source in sources.items():
         size = None if name == "loader" else 6
         streamed = Objective(_model(), "cross_entropy", source, dtype="float64", batch_size=size)
         assert streamed.streamed and streamed.batch_size == (8 if name == "loader" else 6)
-        for got, want in [
-            (streamed.loss(theta), memory.loss(theta)),
-            (streamed.grad(theta), memory.grad(theta)),
-            (streamed.hvp_many(theta, V), memory.hvp_many(theta, V)),
-            (streamed.curvature_at(theta).ggn_many(V), memory.curvature_at(theta).ggn_many(V)),
-            (streamed.loss_many(thetas), memory.loss_many(thetas)),
-            (streamed.forward(theta), memory.forward(theta)),
-            (streamed.batch_loss(theta, torch.tensor([3, 30, 7])), memory.batch_loss(theta, torch.tensor([3, 30, 7]))),
-        ]:
-            torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-14)
-        assert streamed.metrics(theta) == pytest.approx(memory.metrics(theta), rel=1e-12)
-        wide = Objective(
-            _model(), "cross_entropy", source, batch_size=size
-        ).at_float64()  # its float64 twin reads at float64
-        torch.testing.assert_close(wide.hvp(theta, V[0]), memory.hvp(theta, V[0]), rtol=1e-12, atol=1e-14)
+        assert_same_objective(streamed, memory, rows=torch.tensor([3, 30, 7]))
+        wide = Objective(_model(), "cross_entropy", source, batch_size=size).at_float64()  # its float64 twin
+        v = torch.randn(memory.dim, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+        torch.testing.assert_close(wide.hvp(wide.theta0, v), memory.hvp(memory.theta0, v), rtol=1e-12, atol=1e-14)
     # a trainer's minibatches read rows by index: the same run as in memory
     config = TrainConfig(optimizer="sgd", lr=0.1, epochs=2, batch_size=8, seed=0)
     a = train(Objective(_model(), "cross_entropy", sources["dataset"], dtype="float64"), config)
