@@ -98,7 +98,12 @@ def test_rows_on_the_command_line(tmp_path: Path) -> None:
     result = runner.invoke(app, [*surface, "--out", str(tmp_path / "s")], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert load(tmp_path / "s").manifest["config"]["rows"] == 100
+    est = runner.invoke(app, [*args[:-1], "--compare-full", "--estimate", "--json"], catch_exceptions=False)
+    work = {w["what"]: w for w in json.loads(est.stdout)["estimate"]["work"]}
+    spread = next(w for what, w in work.items() if "2 more row sets" in what)  # one more subsample, all rows
+    assert spread["count"] is None and spread["bound"] == 2 * 440
     bad = runner.invoke(app, ["hessian", "--model", "mlp:64-12-10", "--top", "1", "--subsamples", "2"])
+
     assert bad.exit_code == 2 and "need a subsample" in bad.output
     bad = runner.invoke(app, ["hessian", "--model", "mlp:64-12-10", "--rows", "0", "--top", "1"])
     assert bad.exit_code == 2 and "'rows' parameter" in bad.output

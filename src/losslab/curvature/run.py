@@ -227,9 +227,9 @@ def estimate(source: Objective | _HasObjective, config: HessianConfig) -> Estima
         per_layer=config.per_layer,
         ggn=config.matrix == "ggn",
     )
-    count = config.subsamples if config.subsamples is not None else (3 if objective.subsampled else 1)
-    repeats = (count - 1 if objective.subsampled else 0) + (1 if config.compare_full else 0)
-    if repeats and (config.top or config.trace):
+    count = _spread_count(objective, config)
+    repeats = max(count - 1, 0) + (1 if count and config.compare_full else 0)
+    if repeats:
         per = (config.max_hvps or 440) * bool(config.top) + config.trace_max_hvps * config.trace
         unit = next((w.unit_seconds for w in est.work if "products" in w.what), 0.0)
         what = f"products, λmax and trace on {repeats} more row sets (subsamples, all rows; stop when converged)"
@@ -308,6 +308,7 @@ def run(
     objective = _objective(source)
     dim = objective.dim
     _check_dim(config, dim)
+    _spread_count(objective, config)  # fail before any work on a spread that cannot be made
     steps = min(config.steps, dim)  # a Krylov space of a d × d matrix has at most d vectors
     theta = objective.theta0
     pieces = config.pieces
@@ -369,6 +370,23 @@ def run(
     )
 
 
+def _spread_count(objective: Objective, config: HessianConfig) -> int:
+    """How many subsamples the spread covers (0: no spread), or a UserError when it cannot be made."""
+    count = config.subsamples if config.subsamples is not None else (3 if objective.subsampled else 1)
+    if objective.subsampled is None:
+        if count > 1 or config.compare_full:
+            raise UserError(
+                "The spread over subsamples and compare_full need a subsample: give --rows N "
+                "(objective.subsample(N) in Python)."
+            )
+        return 0
+    if count == 1 and not config.compare_full:
+        return 0
+    if not (config.top or config.trace):
+        raise UserError("The spread over subsamples is of λmax and the trace: ask for --top 1 or more, or --trace.")
+    return count
+
+
 def _chunks(store: RunDir | str | Path | None, name: str, key: dict[str, Any]) -> Chunks | _Memory:
     """Where the pieces ``name`` are saved: the store's chunks, or this process's memory."""
     if store is None:
@@ -386,18 +404,9 @@ def _spread(
     chunks: Chunks | _Memory,
 ) -> SubsampleSpread | None:
     """λmax and the trace over the subsamples `HessianConfig.subsamples` asks for (None when one)."""
-    count = config.subsamples if config.subsamples is not None else (3 if objective.subsampled else 1)
-    if objective.subsampled is None:
-        if count > 1 or config.compare_full:
-            raise UserError(
-                "The spread over subsamples and compare_full need a subsample: give --rows N "
-                "(objective.subsample(N) in Python)."
-            )
+    count = _spread_count(objective, config)
+    if not count:
         return None
-    if count == 1 and not config.compare_full:
-        return None
-    if top is None and trace is None:
-        raise UserError("The spread over subsamples is of λmax and the trace: ask for --top 1 or more, or --trace.")
     first = {
         "lambda_max": float(top.eigenvalues[0]) if top is not None else float("nan"),
         "certified": float(top.all_certified) if top is not None else 0.0,
