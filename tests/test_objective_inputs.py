@@ -114,6 +114,8 @@ def test_dict_inputs_equal_the_tensor_path() -> None:
     assert_same_objective(Objective(Bag(), "cross_entropy", items, dtype="float64"), packed)
     streamed = Objective(Bag(), "cross_entropy", as_dataset(items, stream=True), dtype="float64", batch_size=5)
     assert streamed.streamed
+    loader = torch.utils.data.DataLoader(items, batch_size=5)  # batches arrive as dicts, target and all
+    assert_same_objective(Objective(Bag(), "cross_entropy", loader, dtype="float64"), packed)
     assert_same_objective(streamed, packed)
 
 

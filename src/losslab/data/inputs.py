@@ -21,6 +21,7 @@ from losslab.errors import UserError
 
 __all__ = [
     "Inputs",
+    "arguments",
     "call_args",
     "cast_inputs",
     "count_rows",
@@ -101,13 +102,13 @@ def describe(X: Inputs) -> str:
     return "(" + ", ".join(describe(v) for v in X) + ")"
 
 
-def call_args(model: nn.Module, X: Inputs) -> Callable[[Inputs], tuple[tuple[Any, ...], dict[str, Any]]]:
-    """How to call ``model`` on inputs shaped like ``X``: a function ``X -> (args, kwargs)``.
-
-    Decided once from ``model.forward``'s signature (the rule in the module docstring).
+def call_args(model: nn.Module, X: Inputs) -> str:
+    """How to call ``model`` on inputs shaped like ``X``, decided once from ``model.forward``'s
+    signature (the rule in the module docstring): 'whole' (``model(X)``), 'keywords'
+    (``model(**X)``) or 'positional' (``model(*X)``). `arguments` applies it.
     """
     if isinstance(X, torch.Tensor):
-        return lambda X: ((X,), {})
+        return "whole"
     try:
         params = list(inspect.signature(model.forward).parameters.values())
     except (TypeError, ValueError):  # no signature to read: call as the data is shaped
@@ -117,9 +118,14 @@ def call_args(model: nn.Module, X: Inputs) -> Callable[[Inputs], tuple[tuple[Any
     if isinstance(X, dict):
         names = {p.name for p in params}
         takes_all = any(p.kind == p.VAR_KEYWORD for p in params) or set(X) <= names
-        if single and not takes_all:
-            return lambda X: ((X,), {})
-        return lambda X: ((), X)
-    if single and len(X) > 1:
-        return lambda X: ((X,), {})
-    return lambda X: (tuple(X), {})
+        return "whole" if single and not takes_all else "keywords"
+    return "whole" if single and len(X) > 1 else "positional"
+
+
+def arguments(how: str, X: Inputs) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """(args, kwargs) that call a model on ``X`` the way `call_args` decided."""
+    if how == "keywords":
+        return (), X  # type: ignore[return-value]
+    if how == "positional":
+        return tuple(X), {}  # type: ignore[arg-type]
+    return (X,), {}

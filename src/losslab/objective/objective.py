@@ -22,6 +22,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from losslab.data.dataset import Dataset, StreamDataset, as_dataset
 from losslab.data.inputs import (
     Inputs,
+    arguments,
     call_args,
     cast_inputs,
     count_rows,
@@ -180,7 +181,8 @@ class Objective:
         if self._stream is None:
             self._check_data(self._X, self._y)
         self._bytes_per_row = self._check_model()
-        self.unused_params = unused_parameters(self.model, names, self.buffers, *self._args(self._head(4)[0]))
+        head = arguments(self._call, self._head(4)[0])
+        self.unused_params = unused_parameters(self.model, names, self.buffers, *head)
         if self.unused_params:
             shown = ", ".join(repr(n) for n in self.unused_params[:3]) + (" …" if len(self.unused_params) > 3 else "")
             warnings.warn(
@@ -244,7 +246,7 @@ class Objective:
             if self.n == 0:
                 raise UserError(f"The {split} split of {dataset.name!r} is empty: give at least one example.")
         head = self._head(1)[0]
-        self._args = call_args(self.model, head)
+        self._call = call_args(self.model, head)
 
     def _cast(self, X: Inputs, y: torch.Tensor, dtype: torch.dtype | None = None) -> tuple[Inputs, torch.Tensor]:
         """Floating data in ``dtype`` (this objective's by default), integers as they are, on the device."""
@@ -474,7 +476,7 @@ class Objective:
 
     def _outputs(self, theta: torch.Tensor, X: Inputs, buffers: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         params = self.layout.unflatten(theta)
-        args, kwargs = self._args(X)
+        args, kwargs = arguments(self._call, X)
         return functional_call(self.model, (params, self.buffers if buffers is None else buffers), args, kwargs)
 
     def _loss_sum(self, theta: torch.Tensor, X: Inputs, y: torch.Tensor) -> torch.Tensor:
