@@ -164,6 +164,7 @@ class Objective:
         self.hvp_mode = check_choice(hvp_mode, "hvp_mode", "Objective", HVP_MODES)
         self.many_mode = check_choice(many_mode, "many_mode", "Objective", MANY_MODES)
         self.model = copy.deepcopy(model).to(device=self.device, dtype=self.dtype)
+        self.subsampled: tuple[Objective, int, int, int] | None = None  # set by `subsample`
         self._bind(as_dataset(data), split)
         self.loss_fn = resolve_loss(loss, classification=not self._head(1)[1].is_floating_point())
         names, self._params_how = select_parameters(self.model, params)  # before requires_grad is cleared
@@ -330,8 +331,6 @@ class Objective:
         other = self.on(self.dataset.subset(chosen))
         other.subsampled = (self, rows, seed, index)
         return other
-
-    subsampled: tuple[Objective, int, int, int] | None = None
 
     def test_objective(self, test: Objective | bool | None = True) -> Objective | None:
         """The objective analyses report beside this one: ``test`` itself when it is an Objective;
