@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -126,3 +127,28 @@ def kill_mid_sweep_then_resume(
     assert json.loads((killed / "run.json").read_text())["status"] == "running"
     for out in (killed, clean):
         subprocess.run(command(out), env=env, check=True, stdout=subprocess.DEVNULL)
+
+
+def assert_same_objective(a: Any, b: Any, rows: Any = None) -> None:
+    """Every quantity of the float64 Objective ``a`` equals ``b``'s to round-off (rtol 1e-12):
+    loss, gradient, Hessian and GGN products, many-point losses, outputs, metrics and (with
+    ``rows``, an index tensor) a minibatch loss, at a seeded θ near θ₀ and seeded vectors.
+    """
+    assert a.dim == b.dim and torch.equal(a.theta0, b.theta0)
+    g = torch.Generator().manual_seed(4)
+    theta = a.theta0 + 0.3 * torch.randn(a.dim, generator=g, dtype=torch.float64)
+    V = torch.randn(3, a.dim, generator=g, dtype=torch.float64)
+    thetas = torch.stack([a.theta0, theta, -theta])
+    pairs = [
+        (a.loss(theta), b.loss(theta)),
+        (a.grad(theta), b.grad(theta)),
+        (a.hvp_many(theta, V), b.hvp_many(theta, V)),
+        (a.curvature_at(theta).ggn_many(V), b.curvature_at(theta).ggn_many(V)),
+        (a.loss_many(thetas), b.loss_many(thetas)),
+        (a.forward(theta), b.forward(theta)),
+    ]
+    if rows is not None:
+        pairs.append((a.batch_loss(theta, rows), b.batch_loss(theta, rows)))
+    for got, want in pairs:
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-14)
+    assert a.metrics(theta) == pytest.approx(b.metrics(theta), rel=1e-12)

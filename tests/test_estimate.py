@@ -109,7 +109,9 @@ def test_hessian_estimate_bounds_every_product_the_run_spends(tmp_path: Path) ->
         by_what(est, "Hessian products, λmax of")["bound"] + by_what(est, "Hessian products, per-layer")["bound"]
     )
     assert results["layers"].hvps <= layer_bound
-    assert by_what(est, "Hessian products, per-layer")["count"] == 100
+    # both blocks of mlp:64-12-10 (780 and 130 parameters) exceed 100: Hutch++ within 100 products each
+    assert by_what(est, "Hessian products, per-layer")["count"] is None
+    assert by_what(est, "Hessian products, per-layer")["bound"] == 200
 
 
 def test_estimate_rejects_bad_input_like_the_command(tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ from rich.table import Table
 
 from losslab._loading import absolute_spec, check_user_file
 from losslab.data import Dataset, load_data
-from losslab.errors import UserError
+from losslab.errors import UserError, check_int
 from losslab.models import build_model, load_checkpoint
 from losslab.objective import Objective, resolve_device, resolve_dtype
 from losslab.objective.cost import Estimate
@@ -122,6 +122,14 @@ LrOpt = Annotated[float, typer.Option("--lr", help="Learning rate.")]
 MomentumOpt = Annotated[float, typer.Option("--momentum", help="Momentum (optimizer momentum).")]
 BatchSizeOpt = Annotated[int, typer.Option("--batch-size", help="Rows per step; 0 = full batch.")]
 StepBudgetOpt = Annotated[int | None, typer.Option("--steps", help="Step budget (overrides --epochs).")]
+RowsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--rows",
+        help="Analyse a seeded subsample of N training rows (a block of one permutation of --seed) "
+        "instead of all of them.",
+    ),
+]
 RayOpt = Annotated[
     str | None, typer.Option("--ray", help="Run independent pieces on Ray: 'local' or a cluster ADDRESS.")
 ]
@@ -169,10 +177,11 @@ _SHARED: dict[str, tuple[Any, Any]] = {
     "force": (ForceOpt, False),
     "json_out": (JsonOpt, False),
     "label_noise": (LabelNoiseOpt, None),
+    "rows": (RowsOpt, None),
     "ray": (RayOpt, None),
     "estimate": (EstimateOpt, False),
 }
-_OPTIONAL = ("ray", "estimate")  # only where a command names them
+_OPTIONAL = ("rows", "ray", "estimate")  # only where a command names them
 
 
 @dataclass
@@ -190,6 +199,7 @@ class Options:
     force: bool = False
     json_out: bool = False
     label_noise: float | None = None
+    rows: int | None = None
     ray: str | None = None
     estimate: bool = False
 
@@ -204,6 +214,7 @@ class Options:
             "dtype": self.dtype,
             "seed": self.seed,
             "label_noise": self.label_noise,
+            "rows": self.rows,
         }
         return Setup(**{**inputs, **changes})
 
@@ -323,8 +334,11 @@ class Setup:
     dtype: str = "float32"
     seed: int = 0
     label_noise: float | None = None
+    rows: int | None = None  # a seeded subsample of this many training rows (`Objective.subsample`)
 
     def __post_init__(self) -> None:
+        if self.rows is not None:
+            check_int(self.rows, "rows", "the command line (--rows)", low=1)
         resolve_dtype(self.dtype)
         resolve_device(self.device)
         self._dataset: Dataset | None = None
@@ -398,6 +412,8 @@ class Setup:
                 device=self.device,
                 **kwargs,
             )
+            if self.rows is not None and split == "train":
+                objective = objective.subsample(self.rows, seed=self.seed)
         for warning in caught:  # one line each on the command line, not Python's file:line form
             stderr.print(f"losslab: warning: {warning.message}", markup=False)
         self._objective_record = {
@@ -420,6 +436,7 @@ class Setup:
             "model": self.model_spec,
             "data": self.data,
             "label_noise": self.label_noise,
+            **({"rows": self.rows} if self.rows is not None else {}),
             "checkpoint": self.checkpoint,
             "loss": self.loss_name,
             "device": self.device,

@@ -19,7 +19,7 @@ __all__ = ["hessian_command"]
 
 @app.command("hessian")
 @command
-@shared_options("estimate")
+@shared_options("rows", "estimate")
 def hessian_command(
     opts: Options,
     top: Annotated[int, typer.Option(help="Largest eigenpairs to compute (with measured residuals).")] = 5,
@@ -72,6 +72,15 @@ def hessian_command(
     eps: Annotated[float, typer.Option(help="Box size of epsilon-sharpness (Keskar et al. 2017).")] = 1e-3,
     rho: Annotated[float, typer.Option(help="Radius of adaptive sharpness (Kwon et al. 2021, l2).")] = 0.1,
     sigma: Annotated[float, typer.Option(help="Noise scale of average-case sharpness.")] = 0.01,
+    subsamples: Annotated[
+        int | None,
+        typer.Option(
+            help="With --rows: lambda_max and the trace on this many disjoint subsamples, mean +- std (default 3)."
+        ),
+    ] = None,
+    compare_full: Annotated[
+        bool, typer.Option("--compare-full", help="With --rows: lambda_max and the trace on all rows beside them.")
+    ] = False,
 ) -> None:
     """Curvature at a checkpoint: eigenpairs with residuals, trace, density, saddle, sharpness."""
     if ggn:

@@ -36,7 +36,7 @@ NoBudgetOpt = Annotated[
 
 @app.command("surface")
 @command
-@shared_options("ray", "estimate")
+@shared_options("rows", "ray", "estimate")
 def surface_command(
     opts: Options,
     data: Annotated[

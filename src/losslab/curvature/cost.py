@@ -112,7 +112,12 @@ def estimate_curvature(
                 hvp_s,
             )
         )
-        work.append(Work(f"{product} products, per-layer traces", LAYER_TRACE_SAMPLES, LAYER_TRACE_SAMPLES, hvp_s))
+        # exact from unit vectors up to LAYER_TRACE_SAMPLES parameters, else Hutch++ within that budget
+        sizes = [w.stop - w.start for w in objective.layout.groups().values()]
+        exact = sum(d for d in sizes if d <= LAYER_TRACE_SAMPLES)
+        bound = exact + LAYER_TRACE_SAMPLES * sum(d > LAYER_TRACE_SAMPLES for d in sizes)
+        count = exact if bound == exact else None
+        work.append(Work(f"{product} products, per-layer traces", count, bound, hvp_s))
     notes = [
         f"One {product}-vector product takes {hvp_s * 1e3:.3g} ms here "
         f"({objective.dim:,} parameters, {objective.n:,} rows)."

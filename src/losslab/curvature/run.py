@@ -39,10 +39,11 @@ from losslab.curvature.operators import MATRICES, matrix_operator
 from losslab.curvature.per_layer import LayerCurvature, per_layer
 from losslab.curvature.saddle import SaddleIndex, saddle_index
 from losslab.curvature.sharpness import Sharpness, sharpness
+from losslab.curvature.subsamples import SubsampleSpread, headline, subsample_spread
 from losslab.curvature.trace import TraceEstimate, hutchinson, hutchpp, xtrace
 from losslab.errors import UserError, check_choice, check_float, check_int
 from losslab.objective import Objective
-from losslab.objective.cost import Estimate
+from losslab.objective.cost import Estimate, Work
 from losslab.store import Chunks, Executor, RunDir, register_result
 from losslab.store.serialize import decode, encode
 
@@ -82,6 +83,10 @@ class HessianConfig(RecordedConfig):
     rho: float = 0.1  # radius of adaptive sharpness (Kwon et al. 2021, ℓ2)
     sigma: float = 0.01  # noise scale of average-case sharpness
     seed: int = 0  # every random start and probe
+    # On a subsample (``--rows``): λmax and the trace on this many disjoint subsamples, mean ± std.
+    # None: 3 on a subsample (the fewest whose standard deviation has two degrees of freedom), else 1.
+    subsamples: int | None = None
+    compare_full: bool = False  # also λmax and the trace on every row, beside the subsamples'
 
     def __post_init__(self) -> None:
         for name in ("top", "bottom"):
@@ -100,6 +105,8 @@ class HessianConfig(RecordedConfig):
         for name in ("eps", "rho", "sigma"):
             check_float(getattr(self, name), name, "hessian", low=0.0, low_open=True)
         check_int(self.seed, "seed", "hessian")
+        if self.subsamples is not None:
+            check_int(self.subsamples, "subsamples", "hessian", low=1)
         if self.saddle:
             self.top, self.bottom, self.density = max(self.top, 1), max(self.bottom, 5), True
         if self.sharpness:
@@ -142,14 +149,19 @@ class HessianResult:
     saddle: SaddleIndex | None = None
     sharpness: Sharpness | None = None
     layers: LayerCurvature | None = None
+    subsamples: SubsampleSpread | None = None
 
     def results(self) -> dict[str, Any]:
-        names = ("top", "bottom", "trace", "density", "saddle", "sharpness", "layers")
+        names = ("top", "bottom", "trace", "density", "saddle", "sharpness", "layers", "subsamples")
         return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
     def warnings(self) -> list[str]:
-        """One line per requested eigenpair that is not certified, saying why."""
-        return [line for pairs in (self.top, self.bottom) if pairs is not None for line in uncertified(pairs)]
+        """One line per requested eigenpair that is not certified, saying why, and per layer trace
+        that missed its error target."""
+        lines = [line for pairs in (self.top, self.bottom) if pairs is not None for line in uncertified(pairs)]
+        for extra in (self.layers, self.subsamples):
+            lines += extra.warnings() if extra is not None else []
+        return lines
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {"operator": self.operator, "dim": self.dim}
@@ -203,7 +215,7 @@ def estimate(source: Objective | _HasObjective, config: HessianConfig) -> Estima
     """The products, gradients and points `run` would spend on ``config``, timed here."""
     objective = _objective(source)
     _check_dim(config, objective.dim)
-    return estimate_curvature(
+    est = estimate_curvature(
         objective.curvature_at(objective.theta0),
         top=config.top,
         bottom=config.bottom,
@@ -215,6 +227,14 @@ def estimate(source: Objective | _HasObjective, config: HessianConfig) -> Estima
         per_layer=config.per_layer,
         ggn=config.matrix == "ggn",
     )
+    count = _spread_count(objective, config)
+    repeats = max(count - 1, 0) + (1 if count and config.compare_full else 0)
+    if repeats:
+        per = (config.max_hvps or 440) * bool(config.top) + config.trace_max_hvps * config.trace
+        unit = next((w.unit_seconds for w in est.work if "products" in w.what), 0.0)
+        what = f"products, λmax and trace on {repeats} more row sets (subsamples, all rows; stop when converged)"
+        est.work.append(Work(what, None, repeats * per, unit))  # all rows cost more per product: a lower bound
+    return est
 
 
 # ---------------------------------------------------------------------- pieces
@@ -288,6 +308,7 @@ def run(
     objective = _objective(source)
     dim = objective.dim
     _check_dim(config, dim)
+    _spread_count(objective, config)  # fail before any work on a spread that cannot be made
     steps = min(config.steps, dim)  # a Krylov space of a d × d matrix has at most d vectors
     theta = objective.theta0
     pieces = config.pieces
@@ -315,7 +336,7 @@ def run(
         if name == "density":
             return slq(op, starts=config.starts, steps=steps, seed=seed)
         if name == "layers":
-            return per_layer(objective, at, ggn=config.matrix == "ggn", seed=seed)
+            return per_layer(objective, at, ggn=config.matrix == "ggn", trace_tol=config.trace_tol, seed=seed)
         if name == "saddle":
             pairs = done["eigen"]
             return saddle_index(
@@ -325,12 +346,7 @@ def run(
         top = done["eigen"]["top"] if config.matrix == "hessian" else None
         return sharpness(objective, theta, eps=config.eps, rho=config.rho, sigma=config.sigma, top=top, seed=seed)
 
-    if store is None:
-        chunks: Chunks | _Memory = _Memory()
-    elif isinstance(store, RunDir):
-        chunks = store.chunks("hessian", chunk_key(objective, config))
-    else:
-        chunks = Chunks(Path(store) / "hessian", chunk_key(objective, config))
+    chunks, spread_chunks = (_chunks(store, name, chunk_key(objective, config)) for name in ("hessian", "spread"))
     piece = lambda index: _pack(compute(pieces[index]))  # noqa: E731
     first = sum(name in PIECES[:_INDEPENDENT] for name in pieces)
     independent = chunks.map(piece, first, executor=executor, progress=progress)
@@ -339,6 +355,7 @@ def run(
     done.update(zip(pieces, map(_unpack, dependent), strict=True))
 
     eigen = done.get("eigen", {"top": None, "bottom": None})
+    spread = _spread(objective, config, eigen["top"] if config.top else None, done.get("trace"), spread_chunks)
     return HessianResult(
         config.matrix,
         dim,
@@ -349,4 +366,72 @@ def run(
         saddle=done.get("saddle"),
         sharpness=done.get("sharpness"),
         layers=done.get("layers"),
+        subsamples=spread,
+    )
+
+
+def _spread_count(objective: Objective, config: HessianConfig) -> int:
+    """How many subsamples the spread covers (0: no spread), or a UserError when it cannot be made."""
+    count = config.subsamples if config.subsamples is not None else (3 if objective.subsampled else 1)
+    if objective.subsampled is None:
+        if count > 1 or config.compare_full:
+            raise UserError(
+                "The spread over subsamples and compare_full need a subsample: give --rows N "
+                "(objective.subsample(N) in Python)."
+            )
+        return 0
+    if count == 1 and not config.compare_full:
+        return 0
+    if not (config.top or config.trace):
+        raise UserError("The spread over subsamples is of λmax and the trace: ask for --top 1 or more, or --trace.")
+    return count
+
+
+def _chunks(store: RunDir | str | Path | None, name: str, key: dict[str, Any]) -> Chunks | _Memory:
+    """Where the pieces ``name`` are saved: the store's chunks, or this process's memory."""
+    if store is None:
+        return _Memory()
+    if isinstance(store, RunDir):
+        return store.chunks(name, key)
+    return Chunks(Path(store) / name, key)
+
+
+def _spread(
+    objective: Objective,
+    config: HessianConfig,
+    top: Eigenpairs | None,
+    trace: TraceEstimate | None,
+    chunks: Chunks | _Memory,
+) -> SubsampleSpread | None:
+    """λmax and the trace over the subsamples `HessianConfig.subsamples` asks for (None when one)."""
+    count = _spread_count(objective, config)
+    if not count:
+        return None
+    first = {
+        "lambda_max": float(top.eigenvalues[0]) if top is not None else float("nan"),
+        "certified": float(top.all_certified) if top is not None else 0.0,
+        "trace": trace.estimate if trace is not None else float("nan"),
+        "trace_stderr": trace.stderr if trace is not None else float("nan"),
+    }
+    method = TRACE_METHODS[config.trace_method] if trace is not None else None
+
+    def compute(other: Objective) -> dict[str, float]:
+        return headline(
+            other,
+            config.matrix,
+            top=top is not None,
+            trace=method,
+            tol=config.tol,
+            max_hvps=config.max_hvps,
+            trace_tol=config.trace_tol,
+            trace_max_hvps=config.trace_max_hvps,
+            seed=config.seed,
+        )
+
+    def map_pieces(fn: Callable[[int], dict[str, float]], n: int) -> list[dict[str, float]]:
+        pack = lambda i: {k: np.asarray(v) for k, v in fn(i).items()}  # noqa: E731
+        return [{k: float(v) for k, v in arrays.items()} for arrays in chunks.map(pack, n)]
+
+    return subsample_spread(
+        objective, first, count, compute, operator=config.matrix, full=config.compare_full, map_pieces=map_pieces
     )

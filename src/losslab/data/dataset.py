@@ -1,15 +1,23 @@
-"""The in-memory dataset every losslab analysis consumes."""
+"""The datasets every losslab analysis consumes: in memory (`Dataset`) or streamed (`StreamDataset`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any, Literal
 
 import torch
 
+from losslab.data.inputs import Inputs, count_rows, map_inputs, take_rows
+from losslab.data.stream import Stream, targets
 from losslab.errors import UserError, check_float, check_int
 
-__all__ = ["Dataset", "as_dataset"]
+__all__ = ["MATERIALIZE_BYTES", "Dataset", "StreamDataset", "as_dataset"]
+
+# A torch Dataset whose items stack to at most this many bytes is read into memory once (every
+# analysis can then index it); a larger one is streamed batch by batch. A quarter of the default
+# activation budget of an Objective (1 GiB), so holding the data never dominates a run's memory.
+MATERIALIZE_BYTES = 256 << 20
 
 Task = Literal["classification", "regression"]
 
@@ -19,14 +27,15 @@ class Dataset:
     """Train (and optionally test) tensors with what analyses need to know about them.
 
     Classification targets are int64 class indices; regression targets are float
-    tensors of shape [n, k]. ``corrupted`` holds the training indices whose labels were
+    tensors of shape [n, k]. Inputs are a tensor, a tuple or a dict of tensors with the
+    examples first (`losslab.data.inputs`). ``corrupted`` holds the training indices whose labels were
     replaced by `with_label_noise` (empty when none were).
     """
 
     name: str
-    X_train: torch.Tensor
+    X_train: Inputs
     y_train: torch.Tensor
-    X_test: torch.Tensor | None = None
+    X_test: Inputs | None = None
     y_test: torch.Tensor | None = None
     task: Task = "classification"
     num_classes: int | None = None
@@ -34,9 +43,9 @@ class Dataset:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if len(self.X_train) != len(self.y_train):
+        if count_rows(self.X_train, self.name) != len(self.y_train):
             raise UserError(
-                f"Dataset {self.name!r} has {len(self.X_train)} inputs but {len(self.y_train)} "
+                f"Dataset {self.name!r} has {count_rows(self.X_train, self.name)} inputs but {len(self.y_train)} "
                 "targets: return X and y with the same first dimension."
             )
         if (self.X_test is None) != (self.y_test is None):
@@ -44,11 +53,11 @@ class Dataset:
 
     @property
     def n_train(self) -> int:
-        return len(self.X_train)
+        return count_rows(self.X_train, self.name)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.X_train.shape[1:])
+        return _input_shape(self.X_train, self.name)
 
     @property
     def output_dim(self) -> int:
@@ -58,7 +67,7 @@ class Dataset:
             return self.num_classes
         return 1 if self.y_train.ndim == 1 else int(self.y_train.shape[1])
 
-    def split(self, which: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
+    def split(self, which: str = "train") -> tuple[Inputs, torch.Tensor]:
         """The (X, y) tensors of the 'train' or 'test' split."""
         if which == "train":
             return self.X_train, self.y_train
@@ -73,6 +82,15 @@ class Dataset:
     @property
     def has_test(self) -> bool:
         return self.X_test is not None
+
+    def subset(self, index: torch.Tensor) -> Dataset:
+        """The training rows ``index`` (the test split whole); ``corrupted`` re-indexed into them."""
+        index = torch.as_tensor(index, dtype=torch.long)
+        corrupted = torch.nonzero(torch.isin(index, self.corrupted)).flatten()
+        meta = {**self.meta, "subset": len(index)}
+        return replace(
+            self, X_train=take_rows(self.X_train, index), y_train=self.y_train[index], corrupted=corrupted, meta=meta
+        )
 
     def with_label_noise(self, fraction: float, seed: int = 0) -> Dataset:
         """Replace a seeded ``fraction`` of training labels by uniformly random labels.
@@ -100,38 +118,107 @@ class Dataset:
         return replace(self, y_train=y, corrupted=corrupted, meta=meta)
 
 
-def as_dataset(data: Any, name: str = "user") -> Dataset:
-    """Turn ``(X, y)`` tensors, a ``torch.utils.data.Dataset`` or a `Dataset` into a `Dataset`.
+class StreamDataset:
+    """A torch Dataset (or DataLoader) too large to hold, read batch by batch (`Stream`).
 
-    Integer targets make a classification task with ``max(y) + 1`` classes; float
-    targets make a regression task.
+    The same questions as `Dataset` answers, except that ``split`` gives a `Stream` instead
+    of tensors. ``num_classes`` costs one pass over the data, the first time it is asked.
     """
-    if isinstance(data, Dataset):
+
+    def __init__(self, name: str, train: Stream, test: Stream | None = None) -> None:
+        self.name, self.train, self.test = name, train, test
+        self.task: Task = "classification" if train.classification else "regression"
+        self.corrupted = torch.zeros(0, dtype=torch.long)
+        self.meta: dict[str, Any] = {"streamed": True}
+
+    def __repr__(self) -> str:
+        return f"StreamDataset({self.name!r}, n_train={self.n_train})"
+
+    @property
+    def n_train(self) -> int:
+        return len(self.train)
+
+    @property
+    def has_test(self) -> bool:
+        return self.test is not None
+
+    @cached_property
+    def num_classes(self) -> int | None:
+        return self.train.max_label() + 1 if self.task == "classification" else None
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return _input_shape(self.train.take([0])[0], self.name)
+
+    @property
+    def output_dim(self) -> int:
+        if self.task == "classification":
+            return int(self.num_classes)  # type: ignore[arg-type]
+        return int(self.train.take([0])[1].shape[1])
+
+    def split(self, which: str = "train") -> Stream:
+        if which == "train":
+            return self.train
+        if which == "test":
+            if self.test is None:
+                raise UserError(
+                    f"Dataset {self.name!r} has no test split: use split='train' or give data with a test split."
+                )
+            return self.test
+        raise UserError(f"The 'split' parameter must be 'train' or 'test'. Got {which!r}.")
+
+    def subset(self, index: torch.Tensor) -> StreamDataset:
+        """The training rows ``index`` (still streamed; the test split whole)."""
+        return StreamDataset(self.name, self.train.subset(index), self.test)
+
+    def with_label_noise(self, fraction: float, seed: int = 0) -> StreamDataset:
+        fraction = check_float(fraction, "label_noise", "Dataset", low=0.0, high=1.0)
+        if fraction == 0.0:
+            return self
+        raise UserError(
+            f"Label noise rewrites stored labels, but {self.name!r} is streamed from a torch Dataset: "
+            "replace the labels in its __getitem__, or give (X, y) tensors."
+        )
+
+
+def _input_shape(X: Inputs, name: str) -> tuple[int, ...]:
+    if not isinstance(X, torch.Tensor):
+        raise UserError(
+            f"The inputs of {name!r} are a tuple or dict of tensors, which no built-in model reads: "
+            "give --model path/to/file.py:function (a model that takes them)."
+        )
+    return tuple(X.shape[1:])
+
+
+def as_dataset(data: Any, name: str = "user", *, stream: bool | None = None) -> Dataset | StreamDataset:
+    """Turn ``(X, y)``, a ``torch.utils.data.Dataset``, a ``DataLoader`` or a `Dataset` into a dataset.
+
+    ``X`` is a tensor, a tuple or a dict of tensors (`losslab.data.inputs`); integer inputs
+    (token ids) keep their dtype. Integer targets make a classification task with
+    ``max(y) + 1`` classes; float targets make a regression task. A torch Dataset's items
+    are ``(x, y)`` pairs or dicts with a target key (`losslab.data.stream.TARGET_KEYS`).
+
+    ``stream``: True reads a torch Dataset or DataLoader batch by batch and never holds it
+    (`StreamDataset`); False stacks its items into tensors; None (default) streams a
+    DataLoader and a Dataset whose items would take more than `MATERIALIZE_BYTES`.
+    """
+    if isinstance(data, (Dataset, StreamDataset)):
         return data
-    if isinstance(data, torch.utils.data.Dataset) and not isinstance(data, tuple):
-        try:
-            items = [data[i] for i in range(len(data))]  # type: ignore[arg-type]
-        except TypeError:
-            raise UserError(f"The torch Dataset {name!r} has no length: give a map-style Dataset or (X, y).") from None
-        if not items or not all(isinstance(item, (tuple, list)) and len(item) == 2 for item in items):
-            raise UserError(f"The torch Dataset {name!r} must yield (x, y) pairs: return (X, y) tensors instead.")
-        X = torch.stack([torch.as_tensor(x) for x, _ in items])
-        y = torch.stack([torch.as_tensor(t) for _, t in items])
-        data = (X, y)
+    if isinstance(data, (torch.utils.data.Dataset, torch.utils.data.DataLoader)) and not isinstance(data, tuple):
+        source = Stream(data, name)
+        loader = isinstance(data, torch.utils.data.DataLoader)
+        if stream or (stream is None and (loader or source.n * source.item_bytes > MATERIALIZE_BYTES)):
+            return StreamDataset(name, source)
+        data = source.take(range(source.n))
     if not (isinstance(data, (tuple, list)) and len(data) == 2):
         raise UserError(
             f"The data {name!r} must be a tuple (X, y) of tensors or a torch Dataset. Got {type(data).__name__}."
         )
-    X, y = (torch.as_tensor(t) if not isinstance(t, torch.Tensor) else t for t in data)
-    if X.ndim < 2:
+    X = map_inputs(lambda t: t, data[0], name)
+    y = data[1] if isinstance(data[1], torch.Tensor) else torch.as_tensor(data[1])
+    if isinstance(X, torch.Tensor) and X.ndim < 2:
         raise UserError(f"The inputs X of {name!r} must have shape [n, features...]. Got shape {tuple(X.shape)}.")
-    if not X.is_floating_point():
-        X = X.float()
+    y = targets(y, name)
     if y.is_floating_point():
-        return Dataset(name, X, y if y.ndim > 1 else y[:, None], task="regression")
-    if y.ndim != 1:
-        raise UserError(f"Integer targets of {name!r} must be class indices of shape [n]. Got shape {tuple(y.shape)}.")
-    y = y.long()
-    if len(y) and int(y.min()) < 0:
-        raise UserError(f"Class labels of {name!r} must be ≥ 0. Got {int(y.min())}.")
+        return Dataset(name, X, y, task="regression")
     return Dataset(name, X, y, task="classification", num_classes=int(y.max()) + 1 if len(y) else 0)

@@ -19,7 +19,19 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from losslab.data.dataset import Dataset, as_dataset
+from losslab.data.dataset import Dataset, StreamDataset, as_dataset
+from losslab.data.inputs import (
+    Inputs,
+    arguments,
+    call_args,
+    cast_inputs,
+    count_rows,
+    describe,
+    inputs_finite,
+    map_inputs,
+    take_rows,
+)
+from losslab.data.stream import Stream
 from losslab.errors import UserError, check_choice, check_int
 from losslab.objective.layout import ParamLayout
 from losslab.objective.losses import Loss, resolve_loss
@@ -41,6 +53,9 @@ __all__ = [
 HVP_MODES = ("auto", "reuse", "recompute", "forward")
 MANY_MODES = ("auto", "plan", "loop", "vmap")
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
+# Bytes of collated items per batch of a streamed objective (its inputs are not in memory
+# otherwise): large enough that per-batch overhead is small, small beside the activations.
+STREAM_BATCH_BYTES = 32 << 20
 _STOCHASTIC = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
 
 
@@ -79,8 +94,13 @@ class Objective:
     model : the network; it is copied (to ``dtype`` and ``device``), never modified.
     loss : 'cross_entropy', 'mse' or 'bce' (normalizations in `losslab.objective.losses`),
         or a callable ``fn(output, target)`` returning per-example losses or their mean.
-    data : a `Dataset` (its ``split`` is used), ``(X, y)`` tensors, or a torch Dataset.
-    dtype : float32 (default) or float64; data, parameters and buffers are cast to it.
+    data : a `Dataset` (its ``split`` is used), ``(X, y)`` tensors, a torch Dataset or a
+        DataLoader (`losslab.as_dataset`). ``X`` may be a tensor, a tuple of tensors (the model is
+        called ``model(*X)``) or a dict of them (``model(**X)``; `losslab.data.inputs`). A large
+        torch Dataset and a DataLoader are streamed: read batch by batch, never held whole, with
+        the same numbers (``streamed``; analyses that need all inputs at once then say so).
+    dtype : float32 (default) or float64; parameters, buffers and floating data are cast to it
+        (integer inputs such as token ids keep their dtype).
     device : 'cpu' (default) or 'cuda'.
     batch_size : rows per forward pass; results do not depend on it (sums are divided
         by n once). Default: every row at once if that fits ``memory_budget``.
@@ -143,16 +163,10 @@ class Objective:
         self.memory_budget = check_int(memory_budget, "memory_budget", "Objective", low=1 << 20)
         self.hvp_mode = check_choice(hvp_mode, "hvp_mode", "Objective", HVP_MODES)
         self.many_mode = check_choice(many_mode, "many_mode", "Objective", MANY_MODES)
-        self.dataset = as_dataset(data)
-        self.split = split
-        X, y = self.dataset.split(split)
-        if len(X) == 0:
-            raise UserError(f"The {split} split of {self.dataset.name!r} is empty: give at least one example.")
-        self.X = X.to(self.device, self.dtype if X.is_floating_point() else X.dtype)
-        self.y = y.to(self.device, self.dtype if y.is_floating_point() else y.dtype)
-        self.n = len(self.X)
-        self.loss_fn = resolve_loss(loss, classification=not self.y.is_floating_point())
         self.model = copy.deepcopy(model).to(device=self.device, dtype=self.dtype)
+        self.subsampled: tuple[Objective, int, int, int] | None = None  # set by `subsample`
+        self._bind(as_dataset(data), split)
+        self.loss_fn = resolve_loss(loss, classification=not self._head(1)[1].is_floating_point())
         names, self._params_how = select_parameters(self.model, params)  # before requires_grad is cleared
         for p in self.model.parameters():
             p.requires_grad_(False)
@@ -165,10 +179,11 @@ class Objective:
         self.mode = mode_of(self.model)
         self._plan = SequentialPlan.of(self.model, self.layout)
         self._trained: tuple[tuple[torch.Tensor, dict[str, torch.Tensor]], ...] = ()  # see `as_theta`
-        if not torch.isfinite(self.X).all() or (self.y.is_floating_point() and not torch.isfinite(self.y).all()):
-            raise UserError(f"The data {self.dataset.name!r} contains NaN or inf: clean or impute it first.")
+        if self._stream is None:
+            self._check_data(self._X, self._y)
         self._bytes_per_row = self._check_model()
-        self.unused_params = unused_parameters(self.model, names, self.buffers, self.X[: min(self.n, 4)])
+        head = arguments(self._call, self._head(4)[0])
+        self.unused_params = unused_parameters(self.model, names, self.buffers, *head)
         if self.unused_params:
             shown = ", ".join(repr(n) for n in self.unused_params[:3]) + (" …" if len(self.unused_params) > 3 else "")
             warnings.warn(
@@ -177,8 +192,18 @@ class Objective:
                 UserWarning,
                 stacklevel=2,
             )
+        loader_batch = None if self._stream is None else self._stream.batch_size
+        if loader_batch is not None:  # a DataLoader reads its own batches
+            if batch_size not in (None, loader_batch):
+                raise UserError(
+                    f"The DataLoader reads batches of {loader_batch} rows, so batch_size={batch_size} cannot apply: "
+                    "pass batch_size=None or build the DataLoader with the batch size you want."
+                )
+            batch_size = loader_batch
         if batch_size is None:
             rows = self.memory_budget // max(1, 4 * self._bytes_per_row)
+            if self._stream is not None:  # a batch's items, their collated copy and its cast stay small
+                rows = min(rows, STREAM_BATCH_BYTES // max(1, self._stream.item_bytes))
             batch_size = max(1, min(self.n, rows))
         self.batch_size = check_int(batch_size, "batch_size", "Objective", low=1)
 
@@ -198,14 +223,113 @@ class Objective:
     ) -> Objective:
         """The same model and settings on other data (or another split of the same data)."""
         other = copy.copy(self)
-        dataset = self.dataset if data is None else as_dataset(data)
-        X, y = dataset.split(split or self.split)
-        other.dataset, other.split = dataset, split or self.split
-        other.X = X.to(self.device, self.dtype if X.is_floating_point() else X.dtype)
-        other.y = y.to(self.device, self.dtype if y.is_floating_point() else y.dtype)
-        other.n = len(other.X)
+        other.subsampled = None  # `subsample` sets it again for its own copies
+        other._bind(self.dataset if data is None else as_dataset(data), split or self.split)
         if data is not None:
+            if other._stream is None:
+                other._check_data(other._X, other._y)
             other._check_model()
+        return other
+
+    def _bind(self, dataset: Dataset | StreamDataset, split: str) -> None:
+        """Point this objective at ``dataset``'s ``split``: tensors on the device, or a `Stream`."""
+        self.dataset, self.split = dataset, split
+        source = dataset.split(split)
+        if isinstance(source, Stream):
+            self._stream: Stream | None = source
+            self._X: Inputs | None = None
+            self._y: torch.Tensor | None = None
+            self.n = len(source)
+        else:
+            self._stream = None
+            self._X, self._y = self._cast(*source)
+            self.n = count_rows(self._X, dataset.name)
+            if self.n == 0:
+                raise UserError(f"The {split} split of {dataset.name!r} is empty: give at least one example.")
+        head = self._head(1)[0]
+        self._call = call_args(self.model, head)
+
+    def _cast(self, X: Inputs, y: torch.Tensor, dtype: torch.dtype | None = None) -> tuple[Inputs, torch.Tensor]:
+        """Floating data in ``dtype`` (this objective's by default), integers as they are, on the device."""
+        dtype = dtype or self.dtype
+        return cast_inputs(X, self.device, dtype), y.to(self.device, dtype if y.is_floating_point() else y.dtype)
+
+    def _check_data(self, X: Inputs, y: torch.Tensor, *, values: bool = True) -> None:
+        """Fail on NaN/inf in the data (``values``) or class labels beyond the model's outputs."""
+        if values and (not inputs_finite(X) or (y.is_floating_point() and not torch.isfinite(y).all())):
+            raise UserError(f"The data {self.dataset.name!r} contains NaN or inf: clean or impute it first.")
+        classes = self.__dict__.get("_classes")
+        if classes is not None and len(y) and int(y.max()) >= classes:
+            raise UserError(
+                f"The model outputs {classes} logits but the targets of {self.dataset.name!r} contain class "
+                f"{int(y.max())}: give the model's last layer {int(y.max()) + 1} outputs."
+            )
+
+    @property
+    def _source(self) -> Any:
+        return self._X if self._stream is None else self._stream
+
+    @property
+    def streamed(self) -> bool:
+        """True when the data are read batch by batch from a torch Dataset (never held whole)."""
+        return self._stream is not None
+
+    @property
+    def X(self) -> Inputs:
+        """The inputs, on this objective's device (floating ones in its dtype)."""
+        return self._in_memory()[0]
+
+    @property
+    def y(self) -> torch.Tensor:
+        """The targets: int64 class indices [n], or float regression targets [n, k]."""
+        return self._in_memory()[1]
+
+    def _in_memory(self) -> tuple[Inputs, torch.Tensor]:
+        if self._stream is not None:
+            raise UserError(
+                f"This analysis needs all inputs in memory at once, but the objective streams {self.dataset.name!r} "
+                "batch by batch: give (X, y) tensors, or losslab.data.as_dataset(data, stream=False) if they fit."
+            )
+        return self._X, self._y  # type: ignore[return-value]
+
+    def rows(self, index: torch.Tensor | range | slice) -> tuple[Inputs, torch.Tensor]:
+        """(inputs, targets) of the rows ``index``, on this objective's device and dtype."""
+        if self._stream is not None:
+            index = range(self.n)[index] if isinstance(index, slice) else index
+            X, y = self._cast(*self._stream.take(index.tolist() if isinstance(index, torch.Tensor) else index))
+            self._check_data(X, y)
+            return X, y
+        if isinstance(index, range):
+            index = slice(index.start, index.stop, index.step)
+        return take_rows(self._X, index), self._y[index]  # type: ignore[arg-type, index]
+
+    def _head(self, rows: int) -> tuple[Inputs, torch.Tensor]:
+        return self.rows(slice(0, min(self.n, rows)))
+
+    def subsample(self, rows: int, *, seed: int = 0, index: int = 0) -> Objective:
+        """The same objective on ``rows`` of its rows: block ``index`` of one seeded permutation.
+
+        Blocks ``0, 1, …`` are disjoint (fixed minibatches), so the spread of a quantity over
+        them is the spread from the choice of rows alone. The test split stays whole.
+        ``subsampled`` records (the objective this came from, rows, seed, index).
+        """
+        rows = check_int(rows, "rows", "Objective.subsample", low=1, high=self.n)
+        index = check_int(index, "index", "Objective.subsample", low=0)
+        seed = check_int(seed, "seed", "Objective.subsample")
+        parent = self if self.subsampled is None else self.subsampled[0]
+        if parent is not self:
+            return parent.subsample(rows, seed=seed, index=index)  # siblings come from the same rows
+        if (index + 1) * rows > self.n:
+            raise UserError(
+                f"Subsample {index + 1} of {rows} rows needs {(index + 1) * rows} distinct rows but "
+                f"{self.dataset.name!r} has {self.n}: ask for fewer rows or fewer subsamples."
+            )
+        if self.split != "train":
+            raise UserError("Subsamples are drawn from the train split: subsample that objective, then use .on().")
+        order = torch.randperm(self.n, generator=torch.Generator().manual_seed(seed))
+        chosen = order[index * rows : (index + 1) * rows].sort().values
+        other = self.on(self.dataset.subset(chosen))
+        other.subsampled = (self, rows, seed, index)
         return other
 
     def test_objective(self, test: Objective | bool | None = True) -> Objective | None:
@@ -301,13 +425,22 @@ class Objective:
         state = {**{k: v.clone() for k, v in params.items()}, **{k: v.clone() for k, v in chosen.items()}}
         return {k: state[k] for k in self.model.state_dict()}
 
-    def batches(self, batch_size: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Fixed consecutive batches of the data (views, no copies)."""
+    def batches(self, batch_size: int | None = None) -> Iterator[tuple[Inputs, torch.Tensor]]:
+        """Fixed consecutive batches of the data (views, no copies; read one at a time when streamed)."""
         size = batch_size or self.batch_size
+        if self._stream is not None:
+            stream = self._stream
+            values = not stream.checked  # the values of a stream are checked on its first whole pass
+            for X, y in stream.batches(size):
+                X, y = self._cast(X, y)
+                self._check_data(X, y, values=values)
+                yield X, y
+            stream.checked = True
+            return
         for start in range(0, self.n, size):
-            yield self.X[start : start + size], self.y[start : start + size]
+            yield self.rows(slice(start, start + size))
 
-    def batch_sum(self, per_batch: Callable[[torch.Tensor, torch.Tensor], Any]) -> Any:
+    def batch_sum(self, per_batch: Callable[[Inputs, torch.Tensor], Any]) -> Any:
         """Σ over the fixed batches of ``per_batch(X, y)``: a tensor or a tuple of tensors.
 
         The Objective's one batch loop: the loss, the gradient, every Hessian product mode, the
@@ -330,20 +463,22 @@ class Objective:
     ) -> torch.Tensor:
         """Model outputs f(X; θ) (all rows of the data when ``X`` is None), in batches."""
         theta = self.as_theta(theta) if buffers is None else self._as_theta(theta, "θ")  # explicit buffers: see above
-        X = self.X if X is None else X.to(self.device, self.dtype)
+        if X is None:
+            batches: Iterator[Inputs] = (X for X, _ in self.batches())
+        else:
+            X = cast_inputs(map_inputs(lambda t: t, X), self.device, self.dtype)
+            size = self.batch_size
+            batches = (take_rows(X, slice(i, i + size)) for i in range(0, count_rows(X), size))
         with torch.no_grad():
-            parts = [
-                self._outputs(theta, X[i : i + self.batch_size], buffers) for i in range(0, len(X), self.batch_size)
-            ]
+            parts = [self._outputs(theta, part, buffers) for part in batches]
         return torch.cat(parts)
 
-    def _outputs(
-        self, theta: torch.Tensor, X: torch.Tensor, buffers: dict[str, torch.Tensor] | None = None
-    ) -> torch.Tensor:
+    def _outputs(self, theta: torch.Tensor, X: Inputs, buffers: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         params = self.layout.unflatten(theta)
-        return functional_call(self.model, (params, self.buffers if buffers is None else buffers), (X,))
+        args, kwargs = arguments(self._call, X)
+        return functional_call(self.model, (params, self.buffers if buffers is None else buffers), args, kwargs)
 
-    def _loss_sum(self, theta: torch.Tensor, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _loss_sum(self, theta: torch.Tensor, X: Inputs, y: torch.Tensor) -> torch.Tensor:
         return self.loss_fn.sum(self._outputs(theta, X), y)
 
     # ------------------------------------------------------------------ values
@@ -385,7 +520,7 @@ class Objective:
         ``train=True`` runs the model in training mode, so batch norm uses batch
         statistics and updates this objective's running buffers.
         """
-        X, y = self.X[index], self.y[index]
+        X, y = self.rows(index)
         if not train:
             return self._loss_sum(theta, X, y) / len(index)
         was_training = self.model.training
@@ -492,19 +627,19 @@ class Objective:
             return self
         cached = self.__dict__.get("_float64")
         # copies made by `on` and `with_buffers` share this attribute: reuse it only for the same data
-        if cached is not None and cached[0] is self.X and cached[1] is self.buffers:
+        if cached is not None and cached[0] is self._source and cached[1] is self.buffers:
             return cached[2]
         other = copy.copy(self)
         wide = torch.float64
         other.dtype = wide
-        other.X = self.X.to(wide) if self.X.is_floating_point() else self.X
-        other.y = self.y.to(wide) if self.y.is_floating_point() else self.y
+        if self._stream is None:
+            other._X, other._y = self._cast(self._X, self._y, wide)  # type: ignore[arg-type]
         other.model = copy.deepcopy(self.model).to(wide)
         other.buffers = {k: (v.to(wide) if v.is_floating_point() else v) for k, v in self.buffers.items()}
         other.theta0 = self.theta0.to(wide)
         other._plan = SequentialPlan.of(other.model, other.layout)
         other.__dict__.pop("_float64", None)
-        self._float64 = (self.X, self.buffers, other)
+        self._float64 = (self._source, self.buffers, other)
         return other
 
     def hessian(self, theta: torch.Tensor) -> torch.Tensor:
@@ -538,12 +673,13 @@ class Objective:
                         f"The model has batch norm in training mode ({name or 'model'}), so the loss depends "
                         "on how the data are batched: call model.eval() or pass check_determinism=False."
                     )
-        # A few rows, including one with the largest class label so range errors show.
+        # A few rows, including one with the largest class label so range errors show (a streamed
+        # objective checks every batch's labels against the model's width as it reads them).
         index = torch.arange(min(self.n, 4), device=self.device)
-        if not self.y.is_floating_point() and self.y.ndim == 1:
-            index[-1] = self.y.argmax()
+        if self._stream is None and not self._y.is_floating_point() and self._y.ndim == 1:  # type: ignore[union-attr]
+            index[-1] = self._y.argmax()  # type: ignore[union-attr]
         rows = len(index)
-        X, y = self.X[index], self.y[index]
+        X, y = self.rows(index)
         sizes: list[int] = []
         hooks = [
             m.register_forward_hook(lambda _m, _i, o: sizes.append(o.numel() if isinstance(o, torch.Tensor) else 0))
@@ -553,9 +689,17 @@ class Objective:
             with torch.no_grad():
                 out = self._outputs(self.theta0, X)
         except Exception as exc:
+            integer = isinstance(X, torch.Tensor) and not X.is_floating_point()
+            shape = f"of shape {tuple(X.shape)}" if isinstance(X, torch.Tensor) else describe(X)
+            hint = (
+                " Integer inputs keep their dtype (token ids for nn.Embedding): cast X to float for a model "
+                "of real-valued inputs."
+                if integer
+                else ""
+            )
             raise UserError(
-                f"The model failed on inputs of shape {tuple(X.shape)}: {type(exc).__name__}: "
-                f"{str(exc).splitlines()[0] if str(exc) else ''}. Match the model's input layer to the data."
+                f"The model failed on inputs {shape}: {type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''}. Match the model's input layer to the data.{hint}"
             ) from None
         finally:
             for h in hooks:
@@ -574,7 +718,7 @@ class Objective:
         if self.check_determinism and bool(torch.isfinite(out).all()):
             with torch.no_grad():
                 again = self._outputs(self.theta0, X)
-                parts = torch.cat([self._outputs(self.theta0, X[i : i + 1]) for i in range(rows)])
+                parts = torch.cat([self._outputs(self.theta0, take_rows(X, slice(i, i + 1))) for i in range(rows)])
             tol = 1e-4 if self.dtype == torch.float32 else 1e-10
             scale = 1.0 + float(out.abs().max())
             if not torch.allclose(out, again, rtol=0, atol=tol * scale):
@@ -587,6 +731,8 @@ class Objective:
                     "An example's output depends on the other examples in its batch (batch statistics, "
                     f"as in train-mode batch norm): {determinism_fix(self.model)}."
                 )
+        if not y.is_floating_point() and out.ndim == 2:
+            self._classes = int(out.shape[1])  # the label range every streamed batch is checked against
         element = torch.finfo(self.dtype).bits // 8
         return max(1, sum(sizes) * element // rows)
 
@@ -632,8 +778,10 @@ class CurvatureAt:
             return mode
         graph_bytes = 8 * obj.n * obj._bytes_per_row + 4 * obj.dim * obj.theta0.element_size()
         # Graph reuse measured fastest on CPU (benchmarks/hvp.py); it needs the graph of
-        # every batch in memory at once, else fall back to recomputing it per product.
-        return "reuse" if self.cache and graph_bytes <= obj.memory_budget else "recompute"
+        # every batch in memory at once, else fall back to recomputing it per product. A
+        # streamed objective never reuses: the graph would keep every batch's inputs alive.
+        fits = graph_bytes <= obj.memory_budget and not obj.streamed
+        return "reuse" if self.cache and fits else "recompute"
 
     def _check(self, V: torch.Tensor, many: bool) -> torch.Tensor:
         obj = self.objective

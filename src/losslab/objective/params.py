@@ -66,9 +66,13 @@ def select_parameters(model: nn.Module, params: ParamSelection) -> tuple[list[st
 
 
 def unused_parameters(
-    model: nn.Module, names: Sequence[str], buffers: dict[str, torch.Tensor], X: torch.Tensor
+    model: nn.Module,
+    names: Sequence[str],
+    buffers: dict[str, torch.Tensor],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any] | None = None,
 ) -> list[str]:
-    """Parameters among ``names`` that the outputs on ``X`` do not depend on at all (no autograd path).
+    """Parameters among ``names`` that the outputs on ``model(*args, **kwargs)`` do not depend on at all.
 
     Such parameters have zero gradient and add exact zero eigenvalues to the Hessian.
     """
@@ -77,7 +81,7 @@ def unused_parameters(
     private = {k: v.clone() for k, v in buffers.items()}  # train-mode batch norm writes its buffers
     try:
         with torch.enable_grad():
-            out: Any = functional_call(model, (leaves, private), (X,))
+            out: Any = functional_call(model, (leaves, private), args, kwargs)
         if not isinstance(out, torch.Tensor) or not out.is_floating_point():
             return []
         if not out.requires_grad:
