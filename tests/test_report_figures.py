@@ -133,8 +133,23 @@ def _restarts(barriers: dict[str, tuple[float, float]]):  # noqa: ANN202
         spec = {"model": "m", "data": "d", "optimizer": "gd", "lr": 0.1, "steps": 10}
         problems.append(
             RestartsProblemResult(
-                name, spec, np.arange(k), loss, nan, nan, nan, nan, np.zeros((k, 3)), np.full(k, 10), loss <= target,
-                target, pairs, np.linspace(0, 1, 5), naive, naive * rng.uniform(0, 1, 6), np.zeros((6, 5)),
+                name,
+                spec,
+                np.arange(k),
+                loss,
+                nan,
+                nan,
+                nan,
+                nan,
+                np.zeros((k, 3)),
+                np.full(k, 10),
+                loss <= target,
+                target,
+                pairs,
+                np.linspace(0, 1, 5),
+                naive,
+                naive * rng.uniform(0, 1, 6),
+                np.zeros((6, 5)),
                 np.zeros((6, 5)),
             )  # fmt: skip
         )
@@ -187,3 +202,26 @@ def test_a_log_scale_3d_surface_has_decade_ticks_in_both_views() -> None:
     visible = [t.get_text() for t in ax.get_zticklabels() if t.get_text()]
     assert visible == ["$10^{-3}$", "$10^{-2}$", "$10^{-1}$", "$10^{0}$"]
     assert ax.get_zlabel() == "train loss (log scale)"
+
+
+def test_interactive_figures_never_use_si_prefixes() -> None:
+    import json
+
+    import plotly.graph_objects as go
+
+    from losslab.report.figures import Figure
+    from losslab.report.html import Section, render_report
+
+    small = go.Figure(go.Scatter(x=[1e-5, 2e-5], y=[1e-6, 3e-6], marker={"color": [1e-5, 2e-5], "showscale": True}))
+    surface = go.Figure(go.Surface(z=[[1e-5, 2e-5], [3e-5, 4e-5]]))
+    own = go.Figure(go.Scatter(y=[1e-5, 2e-5]), layout={"yaxis": {"exponentformat": "e"}})
+    figs = [("x", Figure(name, name, None, f)) for name, f in (("small", small), ("surface", surface), ("own", own))]
+    text = render_report("r", [Section("s", {"status": "complete"}, {}, figs)])
+    (template,) = json.loads(re.search(r"id='plot-templates'>(.*?)</script>", text).group(1))
+    layout = template["layout"]
+    assert layout["xaxis"]["exponentformat"] == layout["yaxis"]["exponentformat"] == "power"
+    assert {layout["scene"][a]["exponentformat"] for a in ("xaxis", "yaxis", "zaxis")} == {"power"}
+    assert template["data"]["surface"][0]["colorbar"]["exponentformat"] == "power"
+    assert template["data"]["scatter"][0]["marker"]["colorbar"]["exponentformat"] == "power"
+    specs = [json.loads(m.replace("<\\/", "</")) for m in re.findall(r"-spec'>(.*?)</script>", text)]
+    assert specs[2]["figure"]["layout"]["yaxis"]["exponentformat"] == "e"  # a figure's own choice wins
