@@ -179,6 +179,8 @@ def _z_axis(values: np.ndarray, log: bool, name: str) -> _ZAxis:
     if not log:
         return _ZAxis(False, name, None)
     finite = values[np.isfinite(values) & (values > 0)]
+    if finite.size == 0:  # a panel with no finite loss (a diverged test split): nothing to place decades on
+        return _ZAxis(True, f"log10 {name}", None)
     lo, hi = np.log10(finite.min()), np.log10(finite.max())
     decades = np.arange(np.ceil(lo - 1e-9), np.floor(hi + 1e-9) + 1).astype(int)
     if len(decades) < 2:
