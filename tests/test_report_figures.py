@@ -118,3 +118,110 @@ def test_eigenvalue_ticks_are_powers_of_ten_and_red_is_named_only_when_drawn() -
     (fig,) = figures_of(_eigenpairs([True, False, True]))
     assert "red bars: not converged" in fig.caption
     assert list(fig.interactive.data[1].marker.color).count("#d62728") == 1
+
+
+def _restarts(barriers: dict[str, tuple[float, float]]):  # noqa: ANN202
+    """A restarts result per problem name → (target loss, largest barrier), barriers spread over that range."""
+    from losslab.studies.restarts import RestartsProblemResult, RestartsResult
+
+    problems = []
+    for seed, (name, (target, top)) in enumerate(barriers.items()):
+        rng = np.random.default_rng(seed)
+        k, pairs = 8, np.array([[i, i + 1] for i in range(6)])
+        naive = top * np.concatenate([[1.0, -0.05], rng.uniform(0.0, 1.0, 4)])  # a barrier can be negative
+        nan, loss = np.full(k, np.nan), rng.uniform(0, 2 * target, k)
+        spec = {"model": "m", "data": "d", "optimizer": "gd", "lr": 0.1, "steps": 10}
+        problems.append(
+            RestartsProblemResult(
+                name,
+                spec,
+                np.arange(k),
+                loss,
+                nan,
+                nan,
+                nan,
+                nan,
+                np.zeros((k, 3)),
+                np.full(k, 10),
+                loss <= target,
+                target,
+                pairs,
+                np.linspace(0, 1, 5),
+                naive,
+                naive * rng.uniform(0, 1, 6),
+                np.zeros((6, 5)),
+                np.zeros((6, 5)),
+            )  # fmt: skip
+        )
+    return RestartsResult(problems, {"align": "weight"})
+
+
+def test_restarts_barrier_tick_labels_do_not_overlap() -> None:
+    # the demo's three problems: XOR (barriers ~1, target 0.05), the teacher (1e-3, target 1e-6), digits (all
+    # barriers below the target 0.1: symlog's linear part only), and a panel spanning twelve decades
+    result = _restarts({"xor": (0.05, 1.0), "teacher": (1e-6, 1e-3), "digits": (0.1, 0.035), "wide": (1e-12, 5.0)})
+    fig = figures_of(result)[1].static
+    fig.canvas.draw()
+    renderer = fig._get_renderer()  # the Agg renderer the PNG is drawn with
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            labels = [t for t in axis.get_ticklabels() if t.get_visible() and t.get_text()]
+            boxes = [t.get_window_extent(renderer).padded(2) for t in labels]  # 2 px apart at least
+            assert len(labels) >= 3, (ax.get_title(), [t.get_text() for t in labels])
+            for i in range(len(boxes)):
+                for j in range(i + 1, len(boxes)):
+                    assert not boxes[i].overlaps(boxes[j]), (ax.get_title(), labels[i].get_text(), labels[j].get_text())
+            assert all(len(t.get_text()) <= 14 for t in labels), [t.get_text() for t in labels]  # no 1.68151×10⁻³
+
+
+def test_a_log_scale_3d_surface_has_decade_ticks_in_both_views() -> None:
+    import dataclasses
+
+    import torch
+
+    from losslab.objective import Objective
+    from losslab.surface import axis, plane, random_directions
+
+    g = torch.Generator().manual_seed(0)
+    obj = Objective(torch.nn.Linear(3, 2), "cross_entropy", (torch.randn(8, 3, generator=g), torch.arange(8) % 2))
+    computed = plane(obj, obj.theta0, random_directions(obj.layout, obj.theta0, "random", seed=0), axis(-1, 1, 9),
+                     axis(-1, 1, 7))  # fmt: skip
+    a, b = computed.a, computed.b
+    loss = 10.0 ** (-3 + 3 * (a[:, None] ** 2 + b[None, :] ** 2) / 2)  # 1e-3 … 1: log under 'auto'
+    contour, static_3d = figures_of(dataclasses.replace(computed, loss=loss, accuracy=None))
+    scene = contour.interactive.layout.scene
+    assert scene.zaxis.type != "log"  # plotly's 3-D log axis labels every 2 and 5 between decades
+    assert list(scene.zaxis.tickvals) == [-3, -2, -1, 0]
+    assert list(scene.zaxis.ticktext) == ["10<sup>-3</sup>", "10<sup>-2</sup>", "10<sup>-1</sup>", "10<sup>0</sup>"]
+    (trace,) = contour.interactive.data
+    np.testing.assert_allclose(np.asarray(trace.z), np.log10(loss.T))
+    np.testing.assert_allclose(np.asarray(trace.customdata), loss.T)  # hover shows the loss itself
+    assert list(trace.colorbar.tickvals) == [-3, -2, -1, 0]
+    static_3d.static.canvas.draw()
+    ax = static_3d.static.axes[0]
+    visible = [t.get_text() for t in ax.get_zticklabels() if t.get_text()]
+    assert visible == ["$10^{-3}$", "$10^{-2}$", "$10^{-1}$", "$10^{0}$"]
+    assert ax.get_zlabel() == "train loss (log scale)"
+
+
+def test_interactive_figures_never_use_si_prefixes() -> None:
+    import json
+
+    import plotly.graph_objects as go
+
+    from losslab.report.figures import Figure
+    from losslab.report.html import Section, render_report
+
+    small = go.Figure(go.Scatter(x=[1e-5, 2e-5], y=[1e-6, 3e-6], marker={"color": [1e-5, 2e-5], "showscale": True}))
+    surface = go.Figure(go.Surface(z=[[1e-5, 2e-5], [3e-5, 4e-5]]))
+    own = go.Figure(go.Scatter(y=[1e-5, 2e-5]), layout={"yaxis": {"exponentformat": "e"}})
+    figs = [("x", Figure(name, name, None, f)) for name, f in (("small", small), ("surface", surface), ("own", own))]
+    text = render_report("r", [Section("s", {"status": "complete"}, {}, figs)])
+    (template,) = json.loads(re.search(r"id='plot-templates'>(.*?)</script>", text).group(1))
+    layout = template["layout"]
+    assert layout["xaxis"]["exponentformat"] == layout["yaxis"]["exponentformat"] == "power"
+    assert {layout["scene"][a]["exponentformat"] for a in ("xaxis", "yaxis", "zaxis")} == {"power"}
+    assert template["data"]["surface"][0]["colorbar"]["exponentformat"] == "power"
+    assert template["data"]["scatter"][0]["marker"]["colorbar"]["exponentformat"] == "power"
+    specs = [json.loads(m.replace("<\\/", "</")) for m in re.findall(r"-spec'>(.*?)</script>", text)]
+    assert specs[2]["figure"]["layout"]["yaxis"]["exponentformat"] == "e"  # a figure's own choice wins

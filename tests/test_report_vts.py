@@ -31,3 +31,34 @@ def test_vts_reads_back_as_the_surface(tmp_path: Path) -> None:
     np.testing.assert_array_equal(arrays["train_loss"].reshape(3, 5), surface.loss.T)  # exact: repr round-trips
     kinds = {a.get("Name"): bytes(int(c) for c in a.text.split()[:-1]).decode() for a in grid.find("FieldData")}
     assert kinds == {"d1_kind": surface.directions.kind[0], "d2_kind": surface.directions.kind[1]}
+
+
+def _read_vts(path: Path) -> tuple[str, np.ndarray, dict[str, np.ndarray]]:
+    grid = ET.parse(path).getroot().find("StructuredGrid")
+    points = np.array(grid.find("Piece/Points/DataArray").text.split(), float).reshape(-1, 3)
+    arrays = {a.get("Name"): np.array(a.text.split(), float) for a in grid.find("Piece/PointData")}
+    return grid.get("WholeExtent"), points, arrays
+
+
+def test_the_surface_command_writes_the_vts_beside_its_figures(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from losslab import load
+    from losslab.cli import app
+
+    runner = CliRunner()
+    train = tmp_path / "train"
+    args = ["train", "--model", "mlp:64-4-10", "--epochs", "1", "--out", str(train), "--json"]
+    assert runner.invoke(app, args, catch_exceptions=False).exit_code == 0
+    out = tmp_path / "surface"
+    args = ["surface", "--checkpoint", str(train), "--steps", "4", "--y-steps", "3", "--split", "both"]
+    result = runner.invoke(app, [*args, "--out", str(out), "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.stderr
+    surface = load(out).result
+    extent, points, arrays = _read_vts(out / "figures" / "surface.vts")
+    assert extent == "0 3 0 2 0 0"
+    np.testing.assert_array_equal(points[:, 2].reshape(3, 4), surface.loss.T)
+    np.testing.assert_array_equal(points[:, 0].reshape(3, 4), np.tile(surface.a, (3, 1)))
+    assert set(arrays) == {"train_loss", "train_accuracy", "test_loss", "test_accuracy"}
+    np.testing.assert_array_equal(arrays["test_loss"].reshape(3, 4), surface.test_loss.T)
+    assert (out / "figures").is_dir() and any(p.suffix == ".png" for p in (out / "figures").iterdir())

@@ -28,8 +28,8 @@ model.load_state_dict(start.state_dict(start.as_theta(fit.theta)))
 losslab.save_checkpoint(model, "mlp.pt")
 objective = losslab.Objective(model, "cross_entropy", data)  # every runner works at its θ₀: the trained point
 
-# losslab surface --model mlp:64-32-10 --checkpoint mlp.pt --dirs filter --steps 21 --split test
-plane = surface.run(objective, surface.SurfaceConfig(dirs="filter", steps=21, split="test"))
+# losslab surface --model mlp:64-32-10 --checkpoint mlp.pt --dirs filter --steps 21 --split both
+plane = surface.run(objective, surface.SurfaceConfig(dirs="filter", steps=21, split="test"))  # test: train and test
 print(plane.summary()["loss_center"], plane.test_loss.shape)
 
 # losslab interpolate --model mlp:64-32-10 --from init --to mlp.pt --steps 21

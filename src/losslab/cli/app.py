@@ -9,7 +9,7 @@ import typer
 
 from losslab._version import __version__
 
-__all__ = ["app"]
+__all__ = ["App", "app", "first_sentence"]
 
 _ABBREVIATIONS = ("et al.", "e.g.", "i.e.", "cf.", "vs.", "Fig.", "Eq.")
 
@@ -28,8 +28,9 @@ def first_sentence(doc: str | None) -> str:
     return text
 
 
-class _App(typer.Typer):
-    """A Typer app whose commands are listed with their whole first sentence (see `first_sentence`)."""
+class App(typer.Typer):
+    """A Typer app whose commands and command groups are listed with their whole first sentence (see
+    `first_sentence`); ``losslab`` and its groups (``study``, ``exact``) are all built from it."""
 
     def command(self, name: str | None = None, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         decorator = super().command(name, **kwargs)
@@ -43,8 +44,13 @@ class _App(typer.Typer):
 
         return register
 
+    def add_typer(self, typer_instance: typer.Typer, **kwargs: Any) -> None:
+        if kwargs.get("short_help") is None:
+            kwargs["short_help"] = first_sentence(kwargs.get("help") or typer_instance.info.help)
+        super().add_typer(typer_instance, **kwargs)
 
-app = _App(
+
+app = App(
     name="losslab",
     help="Measure why a neural network is hard or easy to train.",
     no_args_is_help=True,

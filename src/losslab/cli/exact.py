@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from losslab.cli.app import app
+from losslab.cli.app import App, app
 from losslab.cli.common import (
     BatchSizeOpt,
     DataOpt,
@@ -57,7 +57,7 @@ __all__ = [
     "three_node_command",
 ]
 
-exact_app = typer.Typer(
+exact_app = App(
     name="exact",
     no_args_is_help=True,
     rich_markup_mode=None,

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from losslab.cli.app import app
+from losslab.cli.app import App, app
 from losslab.cli.common import (
     DataOpt,
     DeviceOpt,
@@ -37,9 +37,7 @@ from losslab.studies import STUDIES, StudyContext
 
 __all__ = ["execute_study", "run_study", "study_app"]
 
-study_app = typer.Typer(
-    help="Rerun the classic experiments about training.", no_args_is_help=True, rich_markup_mode=None
-)
+study_app = App(help="Rerun the classic experiments about training.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(study_app, name="study")
 
 

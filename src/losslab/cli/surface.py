@@ -8,8 +8,9 @@ from typing import Annotated, Any
 import typer
 
 from losslab.cli.app import app
-from losslab.cli.common import Options, command, config_from, emit_estimate, shared_options
+from losslab.cli.common import Options, command, config_from, emit_estimate, shared_options, stderr
 from losslab.cli.demo import demo_step
+from losslab.errors import check_choice
 from losslab.objective.cost import Budget
 from losslab.parallel import get_executor
 from losslab.surface import InterpolateConfig, SurfaceConfig
@@ -22,8 +23,10 @@ __all__ = ["interpolate_command", "surface_command"]
 RangeOpt = tuple[float, float] | None
 SplitOpt = Annotated[
     str,
-    typer.Option("--split", help="train: the training split; test: the test split too (train and test)."),
+    typer.Option("--split", help="train: the training split only; both: the training and the test split."),
 ]
+_SPLITS = {"train": "train", "both": "test"}  # --split → the config's split ('test': the test split too)
+
 ScaleOpt = Annotated[str, typer.Option("--scale", help="How figures draw the loss: auto | linear | log.")]
 NoBudgetOpt = Annotated[
     bool,
@@ -32,6 +35,15 @@ NoBudgetOpt = Annotated[
         help=f"Run a grid over the budget ({Budget().memory_gib:g} GiB of results, {Budget().hours:g} h predicted).",
     ),
 ]
+
+
+def config_split(split: str, owner: str) -> str:
+    """``--split train | both`` as the config's ``split``. ``test``, the former name of ``both``, still works
+    and says so: it never meant the test split alone."""
+    if split == "test":
+        stderr.print("note: --split test computes train and test; write --split both.", markup=False)
+        return "test"
+    return _SPLITS[check_choice(split, "split", owner, _SPLITS)]
 
 
 @app.command("surface")
@@ -81,12 +93,13 @@ def surface_command(
     no_budget: NoBudgetOpt = False,
 ) -> None:
     """Loss (and accuracy) on a plane or line through θ: L(θ + a d₁ + b d₂); resumable."""
-    from losslab.report.surface import loss_scale
+    from losslab.report.surface import VTS_NAME, loss_scale, write_vts
 
     config = config_from(
         SurfaceConfig,
         locals(),
         range=range_,
+        split=config_split(split, "surface"),
         line=line_only,
         seed=opts.seed,
         budget=None if no_budget else Budget(),
@@ -106,6 +119,8 @@ def surface_command(
             name = "line" if line_only else "surface"
             shape = f"{len(result.alphas)} points" if line_only else f"{len(result.a)}×{len(result.b)}"
             title = f"loss {name} ({'/'.join(result.directions.kind)}, {shape}) of {setup.model_spec} on {setup.data}"
+            if not line_only:  # the plane for ParaView, beside the figures
+                write_vts(result, run.path / "figures" / VTS_NAME)
             opts.finish(run, {name: result}, result.summary(), title=title)
 
 
@@ -135,7 +150,7 @@ def interpolate_command(
     """The loss along (1 − α) θ_from + α θ_to; from init, the MLI curve (Goodfellow et al. 2015)."""
     from losslab.report.surface import loss_scale
 
-    config = InterpolateConfig(start=from_, end=to, steps=steps, range=range_, split=split)
+    config = InterpolateConfig(start=from_, end=to, steps=steps, range=range_, split=config_split(split, "interpolate"))
     with loss_scale(scale, "interpolate"):
         setup = opts.setup(checkpoint=to)
         run_config = {**setup.config(), **config.to_dict(), "scale": scale}
@@ -152,7 +167,7 @@ def _demo(out: Path, force: bool, device: str, steps: int = 41) -> dict[str, Any
 
 @demo_step("surface", "Loss surface around the trained digits MLP (filter-normalized plane)")
 def _demo_surface(out: Path, force: bool, device: str) -> None:
-    surface_command(checkpoint=str(out.parent / "train"), dirs="filter", split="test", **_demo(out, force, device))
+    surface_command(checkpoint=str(out.parent / "train"), dirs="filter", split="both", **_demo(out, force, device))
 
 
 @demo_step("surface-pca", "Loss surface along the training trajectory (PCA plane, Li et al. 2018)")
@@ -164,4 +179,4 @@ def _demo_surface_pca(out: Path, force: bool, device: str) -> None:
 @demo_step("interpolate", "Monotonic linear interpolation from initialization to the solution")
 def _demo_interpolate(out: Path, force: bool, device: str) -> None:
     to = str(out.parent / "train")
-    interpolate_command(to=to, from_="init", split="test", **_demo(out, force, device, steps=51))
+    interpolate_command(to=to, from_="init", split="both", **_demo(out, force, device, steps=51))

@@ -341,6 +341,24 @@ def _script_json(text: str) -> str:
     return text.replace("</", "<\\/").replace("<!--", "<\\!--")
 
 
+def _power_exponents(template: dict[str, Any]) -> None:
+    """Axis and colour-bar numbers as powers of ten (10⁻⁵) in every interactive figure, never plotly's default SI
+    prefixes ("10µ" for an eigenvalue of 1e-5, issue 16). Set in the shared template, so a figure's own
+    ``exponentformat`` still wins."""
+    layout = template.setdefault("layout", {})
+    for name in ("xaxis", "yaxis"):  # a template's xaxis applies to xaxis2, xaxis3, …
+        layout.setdefault(name, {}).setdefault("exponentformat", "power")
+    for name in ("xaxis", "yaxis", "zaxis"):
+        layout.setdefault("scene", {}).setdefault(name, {}).setdefault("exponentformat", "power")
+    layout.setdefault("coloraxis", {}).setdefault("colorbar", {}).setdefault("exponentformat", "power")
+    for kind, entries in template.setdefault("data", {}).items():
+        for entry in entries:
+            if "colorbar" in entry:
+                entry["colorbar"].setdefault("exponentformat", "power")
+            if kind.startswith("scatter"):  # markers coloured by a value
+                entry.setdefault("marker", {}).setdefault("colorbar", {}).setdefault("exponentformat", "power")
+
+
 class _Plots:
     """The interactive figures of a report: their JSON specs, sharing one copy of each plotly template."""
 
@@ -353,6 +371,7 @@ class _Plots:
         template = spec.get("layout", {}).pop("template", None)
         index = None
         if template is not None:
+            _power_exponents(template)
             if template not in self.templates:
                 self.templates.append(template)
             index = self.templates.index(template)

@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,9 +26,10 @@ from losslab.errors import check_choice
 from losslab.report.figures import Figure, draws, new_figure
 from losslab.surface import Interpolation, Line, Surface
 
-__all__ = ["SCALES", "loss_scale", "write_vts"]
+__all__ = ["SCALES", "VTS_NAME", "loss_scale", "write_vts"]
 
 SCALES = ("auto", "linear", "log")
+VTS_NAME = "surface.vts"  # a surface run's plane for ParaView, in its figures folder (`write_vts`)
 _SCALE: ContextVar[str] = ContextVar("loss_scale", default="auto")
 
 
@@ -90,14 +92,17 @@ def _surface(result: Surface) -> list[Figure]:
             ax.set(xlim=(result.a[0], result.a[-1]), ylim=(result.b[0], result.b[-1]))
         ax.set(xlabel=_axis_label("a", kinds[0]), ylabel=_axis_label("b", kinds[1]))
         ax.legend(loc="upper right", fontsize=8)
+        z_axis = _z_axis(values, log, f"{split} loss")
         inter = go.Figure(
             go.Surface(
                 x=result.a,
                 y=result.b,
-                z=values.T,
+                z=z_axis.transform(values.T),
+                customdata=values.T,
+                hovertemplate=f"a %{{x:.3g}}, b %{{y:.3g}}<br>{split} loss %{{customdata:.4g}}<extra></extra>",
                 colorscale="Viridis",
                 name=f"{split} loss",
-                colorbar={"title": {"text": f"{split} loss"}},
+                colorbar={"title": {"text": z_axis.title}, **z_axis.ticks},
             )
         )
         if traj is not None and np.isfinite(traj.loss).any():
@@ -105,7 +110,7 @@ def _surface(result: Surface) -> list[Figure]:
                 go.Scatter3d(
                     x=traj.coords[:, 0],
                     y=traj.coords[:, 1],
-                    z=traj.loss,
+                    z=z_axis.transform(traj.loss),
                     mode="lines+markers",
                     line={"color": "red", "width": 5},
                     marker={"size": 3, "color": "red"},
@@ -119,8 +124,8 @@ def _surface(result: Surface) -> list[Figure]:
             scene={
                 "xaxis_title": "a",
                 "yaxis_title": "b",
-                "zaxis_title": f"{split} loss",
-                "zaxis": {"type": "log" if log else "linear"},
+                "zaxis": {"title": {"text": z_axis.title}, **z_axis.ticks},
+                "aspectmode": "cube",  # a PCA plane can be 4x longer than wide: plotly then hides the z axis
             },
         )
         i, j = np.unravel_index(int(np.nanargmin(values)), values.shape)
@@ -141,23 +146,64 @@ def _surface(result: Surface) -> list[Figure]:
         # the kinds in the file name keep a filter plane and a PCA plane apart in one report folder
         slug = re.sub(r"[^a-z0-9]+", "-", f"{split}-surface-{kinds[0].split()[0]}-{kinds[1].split()[0]}".lower())
         figures.append(Figure(slug, f"{split.capitalize()} loss surface", fig, inter, caption))
-        figures.append(_static_3d(result, split, values, log, kinds, slug))
+        figures.append(_static_3d(result, split, values, z_axis, kinds, slug))
     return figures
 
 
-def _static_3d(result: Surface, split: str, values: np.ndarray, log: bool, kinds: list[str], slug: str) -> Figure:
+@dataclass(frozen=True)
+class _ZAxis:
+    """How a 3-D view draws the loss. On a log scale it draws log10(loss) on a linear axis with ticks at whole
+    decades labelled 10ᵏ: plotly's own log axis in a 3-D scene labels every 2 and 5 between decades ("2 1 5 2 0.1
+    5 …", the garbled ticks of issue 16) and colours linearly in the loss. ``decades`` is None where the values
+    span less than two decades: then the ticks are plain log10 values."""
+
+    log: bool
+    title: str
+    decades: np.ndarray | None
+
+    def transform(self, values: np.ndarray) -> np.ndarray:
+        if not self.log:
+            return values
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.log10(values)
+
+    @property
+    def ticks(self) -> dict[str, Any]:
+        """Plotly axis (or colour bar) tick settings: decades as 10ᵏ, else powers of ten, never SI prefixes."""
+        if self.decades is not None:
+            return {"tickvals": self.decades.tolist(), "ticktext": [f"10<sup>{k}</sup>" for k in self.decades]}
+        return {"exponentformat": "power", "tickformat": ".3g" if self.log else "", "nticks": 6}
+
+
+def _z_axis(values: np.ndarray, log: bool, name: str) -> _ZAxis:
+    if not log:
+        return _ZAxis(False, name, None)
+    finite = values[np.isfinite(values) & (values > 0)]
+    if finite.size == 0:  # a panel with no finite loss (a diverged test split): nothing to place decades on
+        return _ZAxis(True, f"log10 {name}", None)
+    lo, hi = np.log10(finite.min()), np.log10(finite.max())
+    decades = np.arange(np.ceil(lo - 1e-9), np.floor(hi + 1e-9) + 1).astype(int)
+    if len(decades) < 2:
+        return _ZAxis(True, f"log10 {name}", None)
+    return _ZAxis(True, f"{name} (log scale)", decades)
+
+
+def _static_3d(result: Surface, split: str, values: np.ndarray, z_axis: _ZAxis, kinds: list[str], slug: str) -> Figure:
     """The 3-D view as a PNG, for papers and for readers without JavaScript."""
     import matplotlib.figure
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import FixedLocator, FuncFormatter
 
     fig = matplotlib.figure.Figure(figsize=(6.4, 5.0), layout="constrained")
     ax = fig.add_subplot(projection="3d")
     A, B = np.meshgrid(result.a, result.b)
-    Z = np.ma.masked_invalid(np.log10(values.T) if log else values.T)
+    Z = np.ma.masked_invalid(z_axis.transform(values.T))
     ax.plot_surface(A, B, Z, cmap="viridis", linewidth=0, antialiased=True)
-    ax.set(xlabel="a", ylabel="b", zlabel=f"log10 {split} loss" if log else f"{split} loss")
-    # plain short numbers: the default offset notation printed garbled z ticks (issue 16)
-    ax.zaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+    ax.set(xlabel="a", ylabel="b", zlabel=z_axis.title)
+    if z_axis.decades is not None:
+        ax.zaxis.set_major_locator(FixedLocator(z_axis.decades))
+        ax.zaxis.set_major_formatter(FuncFormatter(lambda v, _: f"$10^{{{round(v)}}}$"))
+    else:  # plain short numbers: the default offset notation printed garbled z ticks (issue 16)
+        ax.zaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
     ax.view_init(elev=30, azim=-60)
     caption = f"The {split} loss of the plane above as a 3-D surface (d₁: {kinds[0]}, d₂: {kinds[1]})."
     return Figure(f"{slug}-3d", f"{split.capitalize()} loss surface, 3-D (static)", fig, None, caption)

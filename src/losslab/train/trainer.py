@@ -99,18 +99,19 @@ class TrainResult:
 
     @property
     def final(self) -> dict[str, float]:
-        """The last record's metrics."""
-        return {k: float(v[-1]) for k, v in self.history.items() if len(v)}
+        """The last record's metrics. A metric never measured (the test split's without one, accuracy of a
+        regression) is left out, not NaN; one that became NaN (a diverged loss) stays."""
+        return {k: float(v[-1]) for k, v in self.history.items() if len(v) and not np.isnan(v).all()}
 
     def summary(self) -> dict[str, Any]:
         final = self.final
+        names = {"loss": "train_loss", "accuracy": "train_accuracy", "test_loss": "test_loss",
+                 "test_accuracy": "test_accuracy"}  # fmt: skip
         return {
             "steps": self.steps,
             "stopped": self.stopped,
-            "train_loss": final.get("loss"),
-            "train_accuracy": final.get("accuracy"),
-            "test_loss": final.get("test_loss"),
-            "test_accuracy": final.get("test_accuracy"),
+            **{name: final[key] for key, name in names.items() if key in final},
+            **({} if "test_loss" in final else {"test": "no test split"}),
             "wall_seconds": round(self.wall_seconds, 3),
             "mode": dict(self.mode),
             "seeds": dict(self.seeds),

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import plotly.graph_objects as go
+from matplotlib import ticker
 from plotly.subplots import make_subplots
 
 from losslab.report.figures import Figure, draws, new_figure
@@ -16,6 +19,39 @@ def _log_loss(loss: np.ndarray) -> np.ndarray:
     """log10 of final losses; exact zeros (reached in float64) sit at 1e-16, infinities are dropped."""
     finite = loss[np.isfinite(loss)]
     return np.log10(np.maximum(finite, 1e-16))
+
+
+def _barrier_scale(ax: Any, which: str, target: float, heights: np.ndarray) -> None:
+    """Barriers span decades across problems (1e-3 for the teacher, 1 for XOR): symlog, linear below the
+    target loss, where a barrier no longer matters. Ticks are 0 and at most three decades at or above the
+    target on each side of it (a decade inside the linear part would sit on top of 0); a panel with fewer than
+    two such decades is linear, with a few short ticks (symlog's own locator labels only the limits there, as
+    "-1.68151×10⁻³"). A barrier is negative where the path dips below the line between its ends."""
+    linthresh, axis, set_scale = max(target, 1e-12), getattr(ax, f"{which}axis"), getattr(ax, f"set_{which}scale")
+    low = int(np.ceil(np.log10(linthresh) - 1e-9))  # the first decade at or above the target
+    tops = {
+        sign: int(np.floor(np.log10(max([sign * float(h) for h in heights] + [1e-300])) + 1e-9)) for sign in (1, -1)
+    }
+    stride = int(np.ceil(sum(max(0, high - low + 1) for high in tops.values()) / 3))
+    ticks = [0.0]
+    for sign, high in tops.items():
+        if high >= low:
+            # 0 sits one decade below linthresh (linscale 1): a decade much closer to it than the stride is dropped
+            keep = [k for k in range(high, low - 1, -stride) if k - np.log10(linthresh) + 1 >= 0.75 * stride]
+            ticks += [sign * 10.0**k for k in keep]
+    if len(ticks) < 3:
+        set_scale("linear")
+        axis.set_major_locator(ticker.MaxNLocator(4))
+        axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v + 0.0:.2g}"))
+        return
+    set_scale("symlog", linthresh=linthresh)
+    axis.set_major_locator(ticker.FixedLocator(sorted(ticks)))
+    axis.set_major_formatter(
+        ticker.FuncFormatter(
+            lambda v, _: "0" if v == 0 else f"${'-' if v < 0 else ''}10^{{{round(np.log10(abs(v)))}}}$"
+        )
+    )
+    axis.set_minor_locator(ticker.NullLocator())
 
 
 @draws(RestartsResult)
@@ -79,10 +115,8 @@ def _restarts(result: RestartsResult) -> list[Figure]:
                         1,
                         c,
                     )
-            # Barriers span decades across problems (1e-3 for the teacher, 1 for XOR): symlog,
-            # linear below the target loss, where a barrier no longer matters.
-            ax.set_xscale("symlog", linthresh=max(p.target_loss, 1e-12))
-            ax.set_yscale("symlog", linthresh=max(p.target_loss, 1e-12))
+            for which in "xy":
+                _barrier_scale(ax, which, p.target_loss, heights)
             ax.set(title=p.name, xlabel="barrier on the straight line", ylabel="barrier after alignment")
             ax.legend(fontsize=7)
             ax.grid(alpha=0.3)
