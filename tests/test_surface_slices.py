@@ -177,19 +177,22 @@ def test_chunked_grid_equals_in_memory_and_resumes_exactly(tmp_path: Path) -> No
     assert np.array_equal(in_pieces.loss, memory.loss)
 
 
-def test_grid_over_the_memory_budget_needs_chunks(tmp_path: Path) -> None:
-    # The rule (plane's docstring): without chunks the grid is one block of points that must fit
-    # memory_budget. D = 1,603 float64 numbers per point: 82 points fill 1 MiB.
+def test_grid_over_the_memory_budget_runs_in_blocks_without_chunks(tmp_path: Path) -> None:
+    # The rule (plane's docstring): points are formed a few at a time inside memory_budget, so a
+    # grid whose [P, D] block exceeds it runs in memory too. D = 1,603 float64 numbers per point:
+    # 82 points fill 1 MiB.
     model = torch.nn.Sequential(torch.nn.Linear(4, 200), torch.nn.Tanh(), torch.nn.Linear(200, 3)).double()
     data = (torch.randn(30, 4, dtype=torch.float64), torch.randint(3, (30,)))
     obj = Objective(model, "cross_entropy", data, dtype="float64", memory_budget=1 << 20)
     dirs = random_directions(obj.layout, obj.theta0, "filter", seed=0)
     side = int(np.ceil(np.sqrt((1 << 20) / (obj.dim * 8)))) + 1  # side² · D · 8 bytes > 1 MiB
     a = b = axis(-1.0, 1.0, side)
-    with pytest.raises(UserError, match="memory budget"):
-        plane(obj, obj.theta0, dirs, a, b)
+    memory = plane(obj, obj.theta0, dirs, a, b)
     chunked = plane(obj, obj.theta0, dirs, a, b, chunks=tmp_path / "big")
     assert chunked.loss.shape == (side, side) and np.isfinite(chunked.loss).all()
+    assert np.array_equal(memory.loss, chunked.loss)
+    for i, j in ((0, 0), (side - 1, 3), (side // 2, side - 1)):
+        assert memory.loss[i, j] == pytest.approx(float(obj.loss(memory.at(i, j))), rel=RTOL)
 
 
 def test_wrong_inputs_are_user_errors(tiny_case: TinyCase) -> None:

@@ -68,18 +68,39 @@ class SequentialPlan:
         """Numbers per input row and point alive at once in `outputs`: the widest layer's in + out."""
         return max(arg[2] + arg[3] for kind, arg in self.steps if kind == "linear")  # type: ignore[index]
 
-    def outputs(self, thetas: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
-        """Model outputs [k, n, out] at the k points ``thetas`` [k, D] on inputs ``X`` [n, ...].
+    def first_layer(self, thetas: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
+        """The first Linear layer's output X Wᵀ + b [k, n, out] at the k points ``thetas`` [k, D].
 
-        For evaluation under ``torch.no_grad()`` (layers write into reused buffers).
+        It is linear in θ (W and b are slices of θ), which `losslab.surface` uses on a plane:
+        f(θ + a d₁ + b d₂) = f(θ) + a f(d₁) + b f(d₂), three products for the whole grid.
         """
-        k = thetas.shape[0]
         h = X.flatten(1) if self.flatten else X
         if h.ndim != 2:
             raise ValueError("SequentialPlan needs 2-D inputs")
-        h = h.expand(k, *h.shape)
-        fresh = False  # h may alias X until the first layer writes a new tensor
-        for layer, (kind, arg) in enumerate(self.steps):
+        weight, bias, fan_out, fan_in = self.steps[0][1]  # type: ignore[misc]
+        W = thetas[:, weight].view(-1, fan_out, fan_in).transpose(1, 2)
+        if bias is None:
+            return torch.matmul(h, W)
+        return torch.baddbmm(thetas[:, bias].view(-1, 1, fan_out), h.expand(len(thetas), *h.shape), W)
+
+    def outputs(self, thetas: torch.Tensor, X: torch.Tensor, *, first: torch.Tensor | None = None) -> torch.Tensor:
+        """Model outputs [k, n, out] at the k points ``thetas`` [k, D] on inputs ``X`` [n, ...].
+
+        For evaluation under ``torch.no_grad()`` (layers write into reused buffers). ``first``:
+        the first layer's output at these points [k, n, out] (see `first_layer`), computed
+        by the caller and overwritten here; the first layer is then skipped.
+        """
+        k = thetas.shape[0]
+        if first is not None:
+            return self._from(1, first, thetas, fresh=True)
+        h = X.flatten(1) if self.flatten else X
+        if h.ndim != 2:
+            raise ValueError("SequentialPlan needs 2-D inputs")
+        return self._from(0, h.expand(k, *h.shape), thetas, fresh=False)  # h aliases X until a layer writes
+
+    def _from(self, begin: int, h: torch.Tensor, thetas: torch.Tensor, *, fresh: bool) -> torch.Tensor:
+        k = thetas.shape[0]
+        for layer, (kind, arg) in enumerate(self.steps[begin:], start=begin):
             if kind == "linear":
                 weight, bias, fan_out, fan_in = arg  # type: ignore[misc]
                 W = thetas[:, weight].view(k, fan_out, fan_in).transpose(1, 2)

@@ -31,7 +31,8 @@ import torch
 from losslab.errors import UserError, check_float
 from losslab.objective import Objective
 from losslab.store import register_result
-from losslab.surface.slices import _check_budget, _check_test, _metrics
+from losslab.surface.points import metrics
+from losslab.surface.slices import _check_test
 
 __all__ = ["Interpolation", "bump", "interpolate"]
 
@@ -121,11 +122,14 @@ def interpolate(
     alphas = np.asarray(alphas, dtype=np.float64)
     if alphas.ndim != 1 or len(alphas) < 2:
         raise UserError("interpolate needs at least 2 values of α: build them with axis(0, 1, steps).")
-    _check_budget(objective, len(alphas), "interpolation")
     al = torch.as_tensor(alphas).to(theta_a.device, theta_a.dtype)
+
+    def fill(s: int, e: int, out: torch.Tensor) -> None:  # a few points at a time, inside the memory budget
+        torch.outer(1 - al[s:e], theta_a, out=out).addr_(al[s:e], theta_b)
+
+    span = torch.stack([theta_a, theta_b]), torch.stack([1 - al, al], dim=1)
     start = time.perf_counter()
-    points = torch.outer(1 - al, theta_a) + torch.outer(al, theta_b)
-    out = _metrics(objective, test, points)
+    out = metrics(objective, test, len(al), fill, span=span)
     seconds = time.perf_counter() - start
     loss = out["loss"]
     inside = (alphas >= 0) & (alphas <= 1)

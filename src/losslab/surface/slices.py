@@ -31,6 +31,7 @@ from losslab.errors import UserError, check_float, check_int
 from losslab.objective import Objective
 from losslab.store import Chunks, Executor, register_result
 from losslab.surface.directions import Directions
+from losslab.surface.points import metrics
 from losslab.surface.trajectory import Trajectory
 
 __all__ = ["Line", "Surface", "axis", "line", "plane", "plane_key"]
@@ -55,34 +56,11 @@ def axis(lo: float, hi: float, steps: int, *, owner: str = "surface", name: str 
     return values
 
 
-def _evaluate(objective: Objective, points: torch.Tensor) -> dict[str, np.ndarray]:
-    out = objective.metrics_many(points)
-    return {k: v.cpu().numpy() for k, v in out.items() if v is not None}
-
-
-def _metrics(objective: Objective, test: Objective | None, points: torch.Tensor) -> dict[str, np.ndarray]:
-    """Loss (and accuracy) on the train (and optionally test) split at each row of ``points``."""
-    out = _evaluate(objective, points)
-    if test is not None:
-        out.update({f"test_{k}": v for k, v in _evaluate(test, points).items()})
-    return out
-
-
 def _check_test(objective: Objective, test: Objective | None) -> None:
     if test is not None and (
         test.dim != objective.dim or test.dtype != objective.dtype or test.device != objective.device
     ):
         raise UserError("The test objective must share model, dtype and device: use objective.on(split='test').")
-
-
-def _check_budget(objective: Objective, points: int, what: str) -> None:
-    need = points * objective.dim * objective.theta0.element_size()
-    if need > objective.memory_budget:
-        raise UserError(
-            f"The {what} of {points:,} points needs {need / 2**20:,.0f} MiB of parameter points, "
-            f"more than the memory budget of {objective.memory_budget / 2**20:,.0f} MiB: pass "
-            "chunks= (a Chunks store or a directory; the CLI always does) or raise memory_budget."
-        )
 
 
 # ---------------------------------------------------------------------- 1-D
@@ -124,11 +102,10 @@ def line(
     *,
     test: Objective | None = None,
 ) -> Line:
-    """L(θ + α d) at each α of ``alphas`` (use `axis` for a closed range), in one block of points.
+    """L(θ + α d) at each α of ``alphas`` (use `axis` for a closed range).
 
-    ``directions`` is a `Directions` (its d₁ is used) or a [D] tensor. The block of
-    points must fit ``objective.memory_budget`` (it always does for a few hundred steps
-    of a model with millions of parameters at the default 1 GiB).
+    ``directions`` is a `Directions` (its d₁ is used) or a [D] tensor. Point k is formed
+    as θ + α_k d, a few at a time inside ``objective.memory_budget`` (`losslab.surface.points`).
     """
     theta = objective.as_theta(theta)
     if not isinstance(directions, Directions):
@@ -136,10 +113,14 @@ def line(
     d, _ = directions.tensors(theta)
     _check_test(objective, test)
     alphas = np.asarray(alphas, dtype=np.float64)
-    _check_budget(objective, len(alphas), "line")
     a = torch.as_tensor(alphas).to(theta.device, theta.dtype)
+
+    def fill(s: int, e: int, out: torch.Tensor) -> None:
+        torch.addr(theta.expand(e - s, -1), a[s:e], d, out=out)
+
+    span = torch.stack([theta, d]), torch.stack([torch.ones_like(a), a], dim=1)
     start = time.perf_counter()
-    out = _metrics(objective, test, torch.addr(theta.expand(len(a), -1), a, d))
+    out = metrics(objective, test, len(a), fill, span=span)
     return Line(
         alphas,
         out["loss"],
@@ -267,14 +248,12 @@ def plane(
 ) -> Surface:
     """L(θ + a_i d₁ + b_j d₂) and accuracy (with ``test``, on the test split too) on the grid a × b.
 
-    Memory rule: without ``chunks`` and without ``executor`` the whole grid is one
-    block of parameter points [len(a)·len(b), D], held at once, which must fit
-    ``objective.memory_budget`` (len(a)·len(b)·D·bytes per number); a larger grid is a
-    `UserError` asking for ``chunks``. With ``chunks`` (a `Chunks` store keyed by
-    `plane_key`, or a directory to make one in) the grid is evaluated in pieces of
-    ``rows_per_chunk`` rows (default: ≈256 points), each saved when done and loaded on
-    a rerun; with ``executor`` the pieces run there. A piece holds at most one
-    memory budget of points at a time.
+    Memory rule: points are formed a few at a time inside ``objective.memory_budget``
+    (`losslab.surface.points`), never as one [len(a)·len(b), D] block, so a plane of any
+    size runs in bounded memory with or without ``chunks``. With ``chunks`` (a `Chunks`
+    store keyed by `plane_key`, or a directory to make one in) the grid is evaluated in
+    pieces of ``rows_per_chunk`` rows (default: ≈256 points), each saved when done and
+    loaded on a rerun; with ``executor`` the pieces run there.
     """
     theta = objective.as_theta(theta)
     d1, d2 = directions.tensors(theta)
@@ -286,28 +265,29 @@ def plane(
         raise UserError("The grid axes a and b must be 1-D with at least 2 values each: build them with axis().")
     a_t = torch.as_tensor(a).to(theta.device, theta.dtype)
     b_t = torch.as_tensor(b).to(theta.device, theta.dtype)
-    per_block = max(1, objective.memory_budget // (objective.dim * theta.element_size()))
+    nb = len(b)
+    ones = torch.ones(len(a) * nb, dtype=theta.dtype, device=theta.device)
+    span = torch.stack([theta, d1, d2]), torch.stack([ones, a_t.repeat_interleave(nb), b_t.repeat(len(a))], dim=1)
 
     def rows_block(rows: range) -> dict[str, np.ndarray]:
-        """Metrics of whole grid rows, at most one memory budget of points at a time."""
-        nb, first = len(b), rows.start * len(b)
-        total = len(rows) * nb
-        parts: list[dict[str, np.ndarray]] = []
-        for s in range(first, first + total, per_block):
-            e = min(s + per_block, first + total)
-            block = torch.empty(e - s, objective.dim, dtype=theta.dtype, device=theta.device)
+        """Metrics of whole grid rows; cell [i, j] is formed as (θ + a_i d₁) + b_j d₂."""
+        first = rows.start * nb
+
+        def fill(s: int, e: int, out: torch.Tensor) -> None:
+            s, e = s + first, e + first
             for i in range(s // nb, (e - 1) // nb + 1):  # the rows this block touches
                 j0, j1 = max(s, i * nb) - i * nb, min(e, (i + 1) * nb) - i * nb
-                dest = block[i * nb + j0 - s : i * nb + j1 - s]
+                dest = out[i * nb + j0 - s : i * nb + j1 - s]
                 torch.addr((theta + a_t[i] * d1).expand(j1 - j0, -1), b_t[j0:j1], d2, out=dest)
-            parts.append(_metrics(objective, test, block))
-        return {k: np.concatenate([p[k] for p in parts]).reshape(len(rows), nb) for k in parts[0]}
+
+        piece = span[0], span[1][first : first + len(rows) * nb]
+        out = metrics(objective, test, len(rows) * nb, fill, span=piece)
+        return {k: v.reshape(len(rows), nb) for k, v in out.items()}
 
     step = _rows_per_piece(objective, len(a), len(b), rows_per_chunk)
     pieces = [range(s, min(s + step, len(a))) for s in range(0, len(a), step)]
     start = time.perf_counter()
     if chunks is None and executor is None:
-        _check_budget(objective, len(a) * len(b), f"grid {len(a)}x{len(b)}")
         results, computed = [rows_block(range(len(a)))], len(a) * len(b)
     elif chunks is None:
         assert executor is not None

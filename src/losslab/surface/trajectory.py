@@ -19,6 +19,7 @@ import torch
 from losslab.errors import UserError
 from losslab.objective import Objective
 from losslab.store import register_result
+from losslab.surface.points import metrics
 
 __all__ = ["Trajectory", "fit_range", "project"]
 
@@ -59,7 +60,8 @@ def project(
 ) -> Trajectory:
     """Project snapshots [T, D] onto the plane θ + a d₁ + b d₂ (float64 least squares).
 
-    With ``objective``, the loss at each projected point is evaluated too (one block of T points).
+    With ``objective``, the loss at each projected point is evaluated too, a few points at a time
+    inside its memory budget.
     """
     S = torch.as_tensor(np.asarray(snapshots), dtype=torch.float64)
     center = torch.as_tensor(np.asarray(theta), dtype=torch.float64)
@@ -81,8 +83,13 @@ def project(
         base = objective.as_theta(torch.as_tensor(np.asarray(theta)))
         da = A[:, 0].to(objective.device, objective.dtype)
         db = A[:, 1].to(objective.device, objective.dtype)
-        points = base + c[:, :1] * da + c[:, 1:] * db
-        loss = objective.loss_many(points).double().cpu().numpy()
+        ones = torch.ones(len(c), 1, dtype=c.dtype, device=c.device)
+
+        def fill(s: int, e: int, out: torch.Tensor) -> None:  # a few points at a time, inside the memory budget
+            torch.addr(base.expand(e - s, -1), c[s:e, 0], da, out=out).addr_(c[s:e, 1], db)
+
+        span = torch.stack([base, da, db]), torch.cat([ones, c], dim=1)
+        loss = metrics(objective, None, len(c), fill, span=span)["loss"].astype(np.float64)
     steps_arr = np.arange(len(S), dtype=np.int64) if steps is None else np.asarray(steps, dtype=np.int64)
     return Trajectory(coords.numpy(), residual.numpy(), steps_arr, loss, source)
 
