@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
 import importlib
@@ -22,6 +23,7 @@ __all__ = [
     "option",
     "parse_spec",
     "reject_unknown",
+    "split_call",
 ]
 
 
@@ -33,6 +35,32 @@ def is_user_spec(spec: str) -> bool:
     if not name.isidentifier():
         return False
     return head.endswith(".py") or "/" in head or all(part.isidentifier() for part in head.split("."))
+
+
+def split_call(spec: str, what: str) -> tuple[str, dict[str, Any]]:
+    """``pkg.mod:fn,key=value,...`` → (``pkg.mod:fn``, keyword arguments for ``fn``).
+
+    Values are Python literals where they parse as one (``10``, ``0.5``, ``True``, ``None``,
+    ``'a'``) and strings otherwise, so ``torchvision.models:resnet18,num_classes=10`` calls
+    ``resnet18(num_classes=10)``. A spec without options comes back unchanged.
+    """
+    head, sep, tail = spec.rpartition(":")
+    if not sep or "," not in tail:
+        return spec, {}
+    name, *parts = (p.strip() for p in tail.split(","))
+    options: dict[str, Any] = {}
+    for part in filter(None, parts):
+        key, eq, text = (x.strip() for x in part.partition("="))
+        if not eq or not key.isidentifier():
+            raise UserError(
+                f"The option {part!r} of the {what} spec {spec!r} must be written key=value "
+                f"(a keyword argument of {name!r})."
+            )
+        try:
+            options[key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            options[key] = text
+    return f"{head}:{name}", options
 
 
 def _is_file_spec(spec: str) -> bool:
@@ -51,14 +79,16 @@ def absolute_spec(spec: str, what: str) -> tuple[str, dict[str, str] | None]:
     A run directory stores both, so it rebuilds its model and data from any working
     directory and can tell when the file changed since. Other specs come back as given.
     """
-    if not is_user_spec(spec) or not _is_file_spec(spec):
+    call, options = split_call(spec, what)
+    if not is_user_spec(call) or not _is_file_spec(call):
         return spec, None
-    where, name = spec.rsplit(":", 1)
+    where, name = call.rsplit(":", 1)
     path = Path(where).expanduser()
     if not path.is_file():
         return spec, None  # load_callable names the missing file
     path = path.resolve()
-    return f"{path}:{name}", {"path": str(path), "sha256": file_sha256(path), "what": what}
+    rest = spec[len(call) :] if options else ""  # the options as written
+    return f"{path}:{name}{rest}", {"path": str(path), "sha256": file_sha256(path), "what": what}
 
 
 def check_user_file(info: dict[str, Any], run: str) -> None:

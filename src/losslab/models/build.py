@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from losslab._io import atomic_write
-from losslab._loading import is_user_spec, load_callable, parse_spec
+from losslab._loading import is_user_spec, load_callable, parse_spec, split_call
 from losslab._lockfile import run_status, unfinished_reason
 from losslab.errors import UserError
 from losslab.models.zoo import ZOO
@@ -28,8 +28,10 @@ def build_model(spec: str | nn.Module, *, seed: int = 0) -> nn.Module:
 
     Zoo specs: ``mlp:64-100-100-10,act=tanh``, ``cnn1d``, ``deep:8,width=64,residual=1``
     (``losslab.models.ZOO`` lists them all). User models: ``path/to/file.py:function`` or
-    ``package.module:function`` returning an ``nn.Module``; the function is called with
-    the global torch generator seeded to ``seed`` (and restored afterwards). An exception
+    ``package.module:function`` returning an ``nn.Module``, with keyword arguments after
+    commas (``torchvision.models:resnet18,num_classes=10``; values are Python literals);
+    the function is called with the global torch generator seeded to ``seed`` (and
+    restored afterwards). An exception
     the user's function raises is a `UserError` naming the function and the exception.
     """
     if isinstance(spec, nn.Module):
@@ -37,9 +39,10 @@ def build_model(spec: str | nn.Module, *, seed: int = 0) -> nn.Module:
     name, positional, options = parse_spec(spec, "model")
     if name in ZOO:
         builder = lambda: ZOO[name][0](positional, options, spec)  # noqa: E731
-    elif is_user_spec(spec):
-        fn = load_callable(spec, "model")
-        builder = fn
+    elif is_user_spec(split_call(spec, "model")[0]):
+        call, kwargs = split_call(spec, "model")
+        fn = load_callable(call, "model")
+        builder = lambda: fn(**kwargs)  # noqa: E731
     else:
         known = ", ".join(example for _, example in ZOO.values())
         raise UserError(f"Unknown model {spec!r}: use a zoo spec ({known}) or 'path/to/file.py:function'.")
