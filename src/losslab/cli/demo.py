@@ -1,4 +1,4 @@
-"""``losslab demo``: every capability on the digits MLP, one report, under two minutes on 2 cores.
+"""``losslab demo``: every capability on the digits MLP, one report, about four minutes on 2 cores.
 
 Each capability adds one step: a function ``step(out, force, device) -> None`` that runs
 its command (quietly) into ``out``. Steps run in order; a demo interrupted part-way
