@@ -35,6 +35,7 @@ from losslab.models import build_model, load_checkpoint
 from losslab.objective import Objective, resolve_device, resolve_dtype
 from losslab.objective.cost import Estimate
 from losslab.objective.modes import eval_changes
+from losslab.parallel import Executor, LocalExecutor, cluster_workers, get_executor
 from losslab.store import RunDir, load
 from losslab.store.run import Run
 
@@ -59,6 +60,8 @@ __all__ = [
     "open_run",
     "progress_bar",
     "quiet",
+    "ray_default",
+    "resolve_ray",
     "shared_options",
     "stderr",
     "stdout",
@@ -223,11 +226,17 @@ class Options:
         names = ("device", "dtype", "ray", "out", "force", "json_out", "estimate")
         return {name: getattr(self, name) for name in names}
 
+    @functools.cached_property
+    def executor(self) -> Executor | None:
+        """Where the command's independent pieces run: None (this process) without --ray."""
+        ray = resolve_ray(self.ray)
+        return get_executor(ray) if ray else None
+
     def open_run(
         self, command_name: str, config: dict[str, Any], seeds: dict[str, Any] | None = None, analysis: Any = None
     ) -> Any:
         """`open_run` into --out (or the default), honouring --force, on this device and dtype."""
-        where = {"force": self.force, "device": self.device, "dtype": self.dtype}
+        where = {"force": self.force, "device": self.device, "dtype": self.dtype, "executor": self.executor}
         return open_run(command_name, self.out, config=config, seeds=seeds, analysis=analysis, **where)
 
     def progress(self, description: str) -> Any:
@@ -463,11 +472,13 @@ def open_run(
     device: str = "cpu",
     dtype: str = "float32",
     analysis: Any = None,
+    executor: Executor | None = None,
 ) -> Iterator[RunDir]:
     """A run directory for the body of a command; cleans up after user errors, records failures.
 
     ``analysis`` is the command's config dataclass: run.json keeps it whole, and
-    ``losslab.load(run).config`` rebuilds it.
+    ``losslab.load(run).config`` rebuilds it. ``executor`` (None: this process) is
+    recorded as run.json's ``executor`` (kind, address, workers).
     """
     run = RunDir.create(
         out or default_out(command_name),
@@ -479,6 +490,7 @@ def open_run(
         device=device,
         dtype=dtype,
         analysis=analysis,
+        executor=(executor or LocalExecutor()).describe(),
     )
     try:
         yield run
@@ -506,6 +518,22 @@ def finish(run: RunDir, results: dict[str, Any], summary: dict[str, Any], *, jso
 
 
 _QUIET: list[bool] = [False]
+_RAY: list[str | None] = [None]
+
+
+@contextmanager
+def ray_default(ray: str | None) -> Iterator[None]:
+    """Commands called inside run their pieces on ``ray`` unless given their own --ray (the demo's --ray)."""
+    _RAY.append(ray)
+    try:
+        yield
+    finally:
+        _RAY.pop()
+
+
+def resolve_ray(ray: str | None) -> str | None:
+    """A command's --ray, or the one `ray_default` set around it."""
+    return ray or _RAY[-1]
 
 
 @contextmanager
@@ -548,8 +576,13 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.3g} h"
 
 
-def emit_estimate(estimate: Estimate, json_out: bool) -> None:
-    """The work a command would do and its predicted time: one JSON object (--json) or a table."""
+def emit_estimate(estimate: Estimate, json_out: bool, ray: str | None = None) -> None:
+    """The work a command would do and its predicted time: one JSON object (--json) or a table.
+
+    With ``ray`` the times are also divided by the cluster's workers (a best case).
+    """
+    if ray:
+        estimate = estimate.on_workers(cluster_workers(ray))
     if json_out:
         sys.stdout.write(json.dumps({"estimate": estimate.to_dict()}) + "\n")
         sys.stdout.flush()
@@ -574,6 +607,13 @@ def emit_estimate(estimate: Estimate, json_out: bool) -> None:
         )
     else:
         stdout.print(f"predicted: {_duration(known)}", markup=False)
+    if estimate.workers > 1:
+        stdout.print(
+            f"on {estimate.workers} Ray workers: at best {_duration(known / estimate.workers)}"
+            + (f" (at most {_duration(bound / estimate.workers)})" if bound > known * (1 + 1e-9) else "")
+            + ", if the pieces split evenly; Ray adds a few seconds to start",
+            markup=False,
+        )
     for note in estimate.notes:
         stdout.print(note, markup=False)
 

@@ -13,7 +13,20 @@ from collections.abc import Callable
 from pathlib import Path
 
 from losslab.cli.app import app
-from losslab.cli.common import DeviceOpt, ForceOpt, JsonOpt, OutOpt, command, emit, open_run, quiet, stderr
+from losslab.cli.common import (
+    DeviceOpt,
+    ForceOpt,
+    JsonOpt,
+    OutOpt,
+    RayOpt,
+    command,
+    emit,
+    open_run,
+    quiet,
+    ray_default,
+    stderr,
+)
+from losslab.parallel import get_executor
 from losslab.store import load
 
 __all__ = ["DEMO_STEPS", "demo", "demo_step"]
@@ -51,12 +64,20 @@ def _train(out: Path, force: bool, device: str) -> None:
 
 @app.command()
 @command
-def demo(out: OutOpt = None, force: ForceOpt = False, device: DeviceOpt = "cpu", json_out: JsonOpt = False) -> None:
+def demo(
+    out: OutOpt = None,
+    force: ForceOpt = False,
+    device: DeviceOpt = "cpu",
+    ray: RayOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
     """Train the digits MLP, run every analysis on it, and write one report."""
     from losslab.report import Section, write_report
 
     config = {"device": device, "steps": [name for name, _, _ in DEMO_STEPS]}
-    with open_run("demo", out or Path("demo-run"), config=config, force=force, device=device) as run:
+    executor = get_executor(ray) if ray else None  # one cluster for every step
+    where = {"force": force, "device": device, "executor": executor}
+    with open_run("demo", out or Path("demo-run"), config=config, **where) as run:
         sections, summary = [], {}
         for name, title, step in DEMO_STEPS:
             child = run.path / name
@@ -66,7 +87,7 @@ def demo(out: OutOpt = None, force: ForceOpt = False, device: DeviceOpt = "cpu",
             start = time.perf_counter()
             if not done:
                 stderr.print(f"demo: {title} …", markup=False)
-                with quiet():
+                with quiet(), ray_default(ray):
                     step(child, False, device)
             loaded = load(child)
             summary[name] = {**(loaded.manifest.get("result") or {}), "seconds": round(time.perf_counter() - start, 2)}

@@ -19,7 +19,7 @@ __all__ = ["hessian_command"]
 
 @app.command("hessian")
 @command
-@shared_options("rows", "estimate")
+@shared_options("rows", "ray", "estimate")
 def hessian_command(
     opts: Options,
     top: Annotated[int, typer.Option(help="Largest eigenpairs to compute (with measured residuals).")] = 5,
@@ -89,12 +89,12 @@ def hessian_command(
     config = config_from(HessianConfig, locals(), sharpness=sharp, per_layer=layers, seed=opts.seed)
     setup = opts.setup()
     if opts.estimate:
-        emit_estimate(estimate_hessian(setup, config), opts.json_out)
+        emit_estimate(estimate_hessian(setup, config), opts.json_out, opts.ray)
         return
     run_config = {**setup.config(), "hessian": config.to_dict()}
     with opts.open_run("hessian", run_config, seeds={"seed": opts.seed}, analysis=config) as run:
         with opts.progress("curvature") as update:
-            result = run_hessian(setup, config, store=run, progress=update)
+            result = run_hessian(setup, config, store=run, executor=opts.executor, progress=update)
         for line in result.warnings():
             stderr.print(f"losslab: warning: {line}", markup=False)
         title = f"{result.operator} of {setup.model_spec} on {setup.data}"

@@ -28,6 +28,7 @@ from losslab.cli.common import (
     finish,
     open_run,
     progress_bar,
+    resolve_ray,
     stdout,
 )
 from losslab.cli.demo import demo_step
@@ -130,12 +131,13 @@ def execute_study(
 ) -> None:
     """Run the study ``name`` with a built ``config``: the estimate, or run directory → runner → print."""
     study = STUDIES[name]
+    ray = resolve_ray(ray)
     if estimate:
         if study.estimate is None:
             raise UserError(
                 f"The study {name!r} has no cost estimate yet: time its quick preset (--quick, about a minute) instead."
             )
-        emit_estimate(study.estimate(config, StudyContext(device=device, dtype=dtype)), json_out)
+        emit_estimate(study.estimate(config, StudyContext(device=device, dtype=dtype)), json_out, ray)
         return
     run_config = {
         "study": name,
@@ -144,15 +146,15 @@ def execute_study(
         "device": device,
         "dtype": dtype,
     }
-    executor = get_executor(ray)
+    executor = get_executor(ray) if ray else None
     command_name = command_name or f"study {name}"
     seeds = {"seed": getattr(config, "seed", None)}
-    where = {"device": device, "dtype": dtype}
+    where = {"device": device, "dtype": dtype, "executor": executor}
     with open_run(command_name, out, config=run_config, force=force, seeds=seeds, analysis=config, **where) as run:
         with progress_bar(name, not json_out) as update:
             context = StudyContext(
                 directory=run.path / "chunks",
-                executor=None if ray is None else executor,
+                executor=executor,
                 progress=update,
                 device=device,
                 dtype=dtype,

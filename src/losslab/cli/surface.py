@@ -12,7 +12,6 @@ from losslab.cli.common import Options, command, config_from, emit_estimate, sha
 from losslab.cli.demo import demo_step
 from losslab.errors import check_choice
 from losslab.objective.cost import Budget
-from losslab.parallel import get_executor
 from losslab.surface import InterpolateConfig, SurfaceConfig
 from losslab.surface import estimate as estimate_surface
 from losslab.surface import run as run_surface
@@ -109,13 +108,12 @@ def surface_command(
             **setup_inputs(config, model=opts.model, data=data, checkpoint=opts.checkpoint, loss=opts.loss)
         )
         if opts.estimate:
-            emit_estimate(estimate_surface(setup, config), opts.json_out)
+            emit_estimate(estimate_surface(setup, config), opts.json_out, opts.ray)
             return
         run_config = {**setup.config(), **config.to_dict(), "scale": scale}
         with opts.open_run("surface", run_config, seeds={"directions": opts.seed}, analysis=config) as run:
-            executor = get_executor(opts.ray) if opts.ray else None
             with opts.progress("surface") as update:
-                result = run_surface(setup, config, store=run, executor=executor, progress=update)
+                result = run_surface(setup, config, store=run, executor=opts.executor, progress=update)
             name = "line" if line_only else "surface"
             shape = f"{len(result.alphas)} points" if line_only else f"{len(result.a)}×{len(result.b)}"
             title = f"loss {name} ({'/'.join(result.directions.kind)}, {shape}) of {setup.model_spec} on {setup.data}"

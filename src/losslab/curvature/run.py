@@ -44,6 +44,7 @@ from losslab.curvature.trace import TraceEstimate, hutchinson, hutchpp, xtrace
 from losslab.errors import UserError, check_choice, check_float, check_int
 from losslab.objective import Objective
 from losslab.objective.cost import Estimate, Work
+from losslab.parallel import run_pieces
 from losslab.store import Chunks, Executor, RunDir, register_result
 from losslab.store.serialize import decode, encode
 
@@ -265,7 +266,7 @@ class _Memory:
         progress: Callable[[int, int], None] | None = None,
     ) -> list[dict[str, np.ndarray]]:
         missing = [i for i in range(count) if i not in self.pieces]
-        results = ((i, fn(i)) for i in missing) if executor is None else executor.map(fn, missing)
+        results = run_pieces(fn, missing, executor)
         for index, arrays in results:
             self.pieces[index] = arrays
             if progress is not None:

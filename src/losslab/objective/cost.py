@@ -74,6 +74,11 @@ class Estimate:
     work: list[Work]
     notes: list[str] = field(default_factory=list)
     memory_bytes: int = 0
+    workers: int = 1  # with --ray: the cluster's CPUs; the times below assume one process
+
+    def on_workers(self, workers: int) -> Estimate:
+        """This estimate on a cluster of ``workers`` CPUs (the work split evenly: a best case)."""
+        return replace(self, workers=max(1, workers))
 
     @property
     def seconds(self) -> float:
@@ -106,6 +111,10 @@ class Estimate:
             ],
             "notes": self.notes,
             "memory_bytes": self.memory_bytes,
+            "workers": self.workers,
+            # the work split evenly over the workers: no run is faster (a piece runs on one worker)
+            "seconds_at_best": self.seconds / self.workers,
+            "bound_seconds_at_best": self.bound_seconds / self.workers,
         }
 
 

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from losslab._io import atomic_write, write_json
-from losslab.parallel import Executor  # re-exported: `from losslab.store import Executor` keeps working
+from losslab.parallel import Executor, run_pieces  # re-exported: `from losslab.store import Executor` keeps working
 from losslab.store.serialize import decode, encode
 
 __all__ = ["Chunks", "Executor", "canonical_config"]
@@ -174,7 +174,7 @@ class Chunks:
         missing = [i for i in range(count) if i not in out]
         if progress is not None:
             progress(len(out), count)
-        results = ((i, fn(i)) for i in missing) if executor is None else executor.map(fn, missing)
+        results = run_pieces(fn, missing, executor)
         for index, piece in results:
             self.save(index, piece)
             out[index] = self.load(index)  # what a resumed run would read: the same types and bits

@@ -98,10 +98,12 @@ class RunDir:
         device: str = "cpu",
         dtype: str = "float32",
         analysis: Any = None,
+        executor: dict[str, Any] | None = None,
     ) -> RunDir:
         """Open ``path`` for a new run, resume a crashed one with the same config, or refuse.
 
-        ``analysis`` (the analysis's config dataclass) is kept whole for `Run.config`.
+        ``analysis`` (the analysis's config dataclass) is kept whole for `Run.config`;
+        ``executor`` says where the pieces run (`Executor.describe`; default: this process).
 
         Refuses (a `UserError`) a directory another live process is writing (its lock),
         a complete run without ``force``, a run of another command or config without
@@ -153,6 +155,7 @@ class RunDir:
             "seeds": seeds or {},
             "device": device,
             "dtype": dtype,
+            "executor": executor or {"kind": "in-process", "workers": 1},
             "started": _now(),
             "ended": None,
             "wall_seconds": None,

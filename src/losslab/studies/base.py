@@ -24,7 +24,7 @@ from losslab.errors import UserError
 from losslab.models import build_model
 from losslab.objective import Objective
 from losslab.objective.cost import Estimate
-from losslab.parallel import LocalExecutor
+from losslab.parallel import run_pieces
 from losslab.store import Chunks, Executor
 
 __all__ = ["STUDIES", "Study", "StudyContext", "register_study", "study_objective", "subset"]
@@ -59,9 +59,8 @@ class StudyContext:
         discarded, never mixed in.
         """
         if self.directory is None:
-            executor = self.executor or LocalExecutor()
             out: dict[int, Arrays] = {}
-            for i, arrays in executor.map(fn, range(count)):
+            for i, arrays in run_pieces(fn, range(count), self.executor):
                 out[i] = arrays
                 if self.progress is not None:
                     self.progress(len(out), count)

@@ -29,6 +29,7 @@ import torch
 
 from losslab.errors import UserError, check_float, check_int
 from losslab.objective import Objective
+from losslab.parallel import run_pieces
 from losslab.store import Chunks, Executor, register_result
 from losslab.surface.directions import Directions
 from losslab.surface.points import metrics
@@ -290,8 +291,7 @@ def plane(
     if chunks is None and executor is None:
         results, computed = [rows_block(range(len(a)))], len(a) * len(b)
     elif chunks is None:
-        assert executor is not None
-        done = dict(executor.map(lambda index: rows_block(pieces[index]), range(len(pieces))))
+        done = dict(run_pieces(lambda index: rows_block(pieces[index]), range(len(pieces)), executor))
         results, computed = [done[i] for i in range(len(pieces))], len(a) * len(b)
     else:
         key = plane_key(objective, theta, directions, a, b, test=test, rows_per_chunk=rows_per_chunk)
