@@ -187,3 +187,55 @@ def test_a_study_without_an_estimate_says_so_in_one_line(monkeypatch: pytest.Mon
     monkeypatch.setitem(STUDIES, "saddles", dataclasses.replace(STUDIES["saddles"], estimate=None))
     result = runner.invoke(app, ["study", "saddles", "--quick", "--estimate"])
     assert result.exit_code == 2 and "no cost estimate yet" in result.output
+
+
+# ---------------------------------------------------------------- connect, interpolate, exact (issue 18)
+def test_interpolate_estimate_counts_the_path_points_on_each_split(tmp_path: Path) -> None:
+    ckpt = tmp_path / "train"
+    invoke("train", "--model", MODEL, "--epochs", 1, "--out", ckpt, "--json")
+    est = estimate("interpolate", "--to", ckpt, "--steps", 13, "--split", "both", "--out", tmp_path / "never")
+    assert est["command"] == "interpolate"
+    assert [w["count"] for w in est["work"]] == [13, 13]
+    assert not (tmp_path / "never").exists()
+
+
+def test_connect_estimate_counts_every_path_and_the_bend_training(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    for seed, path in ((0, a), (1, b)):
+        invoke("train", "--model", MODEL, "--epochs", 1, "--seed", seed, "--out", path, "--json")
+    line = estimate("connect", a, b, "--points", 9, "--out", tmp_path / "never")
+    assert by_what(line, "path points, train split")["count"] == 2 * 9  # naive and weight-matched lines
+    assert by_what(line, "weight-matching sweeps")["count"] is None  # it stops when nothing changes: a bound
+    assert by_what(line, "weight-matching sweeps")["bound"] == 100
+    curve = estimate("connect", a, b, "--points", 9, "--path", "bezier", "--curve-epochs", 2, "--repair")
+    assert by_what(curve, "path points, train split")["count"] == 4 * 9  # + REPAIR line + curve
+    steps = by_what(curve, "bezier bend: optimizer steps")["count"]
+    assert steps == 2 * math.ceil(1438 / 64)  # two epochs of the digits training rows in batches of 64
+    assert any("REPAIR" in note for note in curve["notes"])
+    assert not (tmp_path / "never").exists()
+
+
+def test_exact_estimates_bound_the_solver_by_its_time_limits(tmp_path: Path) -> None:
+    perceptron = estimate("exact", "perceptron", "--time-limit", 7)
+    assert perceptron["bound_seconds"] == 7 and perceptron["seconds"] == 0  # nothing is promised below the limit
+    three = estimate("exact", "three-node", "--elements", 6, "--subsets", 9, "--time-limit", 2, "--fewest-errors")
+    assert by_what(three, "solver seconds: 2 MILP")["bound"] == 4
+    assert by_what(three, "solver seconds: unsplittable-core search")["bound"] == 2 * (9 + 1)
+    assert estimate("exact", "scaling", "--budget", 45)["bound_seconds"] == 45
+    relu2 = estimate("exact", "relu2", "--time-limit", 10, "--out", tmp_path / "never")
+    assert relu2["bound_seconds"] == 11 and any("gradient-training seeds" in n for n in relu2["notes"])
+    assert not (tmp_path / "never").exists()
+
+
+def test_an_estimate_for_ray_local_divides_by_this_machines_cpus(tmp_path: Path) -> None:
+    import os
+
+    ckpt = tmp_path / "train"
+    invoke("train", "--model", MODEL, "--epochs", 1, "--out", ckpt, "--json")
+    est = estimate("surface", "--checkpoint", ckpt, "--steps", 7, "--ray", "local")
+    workers = os.cpu_count() or 1
+    assert est["workers"] == workers
+    assert est["seconds_at_best"] == pytest.approx(est["seconds"] / workers, rel=1e-12)
+    table = invoke("surface", "--checkpoint", ckpt, "--steps", 7, "--ray", "local", "--estimate").stdout
+    if workers > 1:
+        assert f"on {workers} Ray workers: at best" in table

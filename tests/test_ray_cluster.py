@@ -183,3 +183,13 @@ def test_a_killed_ray_local_run_leaves_no_ray_process(cluster, tmp_path) -> None
     while (left := started & _ray_processes()) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not left, f"Ray processes outlived the killed run: {sorted(left)}"
+
+
+def test_an_estimate_on_the_cluster_divides_by_its_workers(cluster, capsys) -> None:
+    from losslab.cli.study import run_study
+
+    head, _ = cluster
+    run_study(STUDY, quick=True, settings=[STEPS], json_out=True, estimate=True, ray=head.address)
+    est = __import__("json").loads(capsys.readouterr().out)["estimate"]
+    assert est["workers"] == 2
+    assert est["seconds_at_best"] == est["seconds"] / 2

@@ -22,6 +22,7 @@ from losslab.cli.common import (
     StepBudgetOpt,
     command,
     config_from,
+    emit_estimate,
     shared_options,
 )
 from losslab.cli.demo import DEMO_MODEL, demo_step, train_demo_model
@@ -110,7 +111,7 @@ def _ints(text: str, option: str, command_name: str) -> list[int]:
 
 @app.command("connect")
 @command
-@shared_options(without=("checkpoint",))
+@shared_options("estimate", without=("checkpoint",))
 def connect_command(
     checkpoint_a: Annotated[str, typer.Argument(metavar="CKPT_A", help="Network A: a state_dict file or a train run.")],
     checkpoint_b: Annotated[str, typer.Argument(metavar="CKPT_B", help="Network B, of the same architecture.")],
@@ -148,6 +149,9 @@ def connect_command(
     setup = opts.setup(checkpoint=checkpoint_a)
     objective, model_b = setup.objective(), setup.build_model(checkpoint=file_b)
     user_spec = _load_spec(spec)
+    if opts.estimate:
+        emit_estimate(connectivity.estimate_connect(objective, config, spec=user_spec), opts.json_out)
+        return
     recorded = {**setup.config(), "checkpoint_b": file_b, **config.to_dict(), "spec": spec}
     with opts.open_run("connect", recorded, seeds={"seed": seed}, analysis=config) as run:
         with opts.progress("connecting") as update:

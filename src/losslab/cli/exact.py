@@ -16,6 +16,7 @@ from losslab.cli.common import (
     DataOpt,
     DeviceOpt,
     DtypeOpt,
+    EstimateOpt,
     ForceOpt,
     JsonOpt,
     LrOpt,
@@ -25,6 +26,7 @@ from losslab.cli.common import (
     Setup,
     command,
     config_from,
+    emit_estimate,
     finish,
     open_run,
     progress_bar,
@@ -47,6 +49,7 @@ from losslab.exact import (
     run_three_node,
 )
 from losslab.exact.instances import parse_sizes
+from losslab.exact.runner import estimate as estimate_exact
 from losslab.exact.runner import relu2_targets
 
 __all__ = [
@@ -137,11 +140,15 @@ def perceptron_command(
     ] = True,
     weight_bound: WeightBoundOpt = "auto",
     time_limit: TimeLimitOpt = 60.0,
+    estimate: EstimateOpt = False,
 ) -> None:
     """Is two-class data linearly separable? A max-margin unit, or a checked proof it is not."""
     config = PerceptronConfig(
         fewest_errors=fewest_errors, weight_bound=_weight_bound(weight_bound), time_limit=time_limit
     )
+    if estimate:
+        emit_estimate(estimate_exact(config), json_out)
+        return
     dataset = Setup(data=data, seed=seed).dataset
     recorded = {"data": data, "seed": seed, **config.to_dict()}
     with open_run("exact perceptron", out, config=recorded, force=force, analysis=config) as run:
@@ -215,10 +222,14 @@ def three_node_command(
     out: OutOpt = None,
     force: ForceOpt = False,
     json_out: JsonOpt = False,
+    estimate: EstimateOpt = False,
 ) -> None:
     """Train the Blum–Rivest 3-node network exactly on a set-splitting instance (yours or generated), and check it."""
     config = config_from(ThreeNodeConfig, locals(), weight_bound=_weight_bound(weight_bound))
     instance, made = _instance(data, elements, subsets, seed, solvable, size)
+    if estimate:
+        emit_estimate(estimate_exact(config, instance), json_out)
+        return
     run_config = {"instance": made, **config.to_dict()}
     seeds = {"instance": seed} if data is None else {}
     with open_run(
@@ -286,9 +297,13 @@ def scaling_command(
     out: OutOpt = None,
     force: ForceOpt = False,
     json_out: JsonOpt = False,
+    estimate: EstimateOpt = False,
 ) -> None:
     """Time to certify the 3-node network vs instance size, until a budget runs out (resumable)."""
     config = config_from(ScalingConfig, locals(), ratios=_ratios(ratios))
+    if estimate:
+        emit_estimate(estimate_exact(config), json_out)
+        return
     seed_list = list(range(seeds))
     seeds = {"seeds": seed_list}
     with open_run("exact scaling", out, config=config.to_dict(), force=force, seeds=seeds, analysis=config) as run:
@@ -338,9 +353,13 @@ def relu2_command(
     out: OutOpt = None,
     force: ForceOpt = False,
     json_out: JsonOpt = False,
+    estimate: EstimateOpt = False,
 ) -> None:
     """The certified optimum of a two-layer ReLU network with weight decay, and SGD's gap to it."""
     config = config_from(Relu2Config, locals())
+    if estimate:
+        emit_estimate(estimate_exact(config), json_out)
+        return
     dataset = Setup(data=data, seed=seed, device=device, dtype=dtype).dataset
     _, _, targets = relu2_targets(dataset)  # refuses data relu2 cannot fit before a run directory exists
     run_config = {"data": data, "targets": targets, **config.to_dict()}

@@ -124,7 +124,7 @@ def surface_command(
 
 @app.command("interpolate")
 @command
-@shared_options(without=("checkpoint",))
+@shared_options("estimate", without=("checkpoint",))
 def interpolate_command(
     to: Annotated[str, typer.Option("--to", help="The end point: a checkpoint (.pt) or a train run.")],
     from_: Annotated[
@@ -151,6 +151,9 @@ def interpolate_command(
     config = InterpolateConfig(start=from_, end=to, steps=steps, range=range_, split=config_split(split, "interpolate"))
     with loss_scale(scale, "interpolate"):
         setup = opts.setup(checkpoint=to)
+        if opts.estimate:
+            emit_estimate(estimate_surface(setup, config), opts.json_out)
+            return
         run_config = {**setup.config(), **config.to_dict(), "scale": scale}
         with opts.open_run("interpolate", run_config, analysis=config) as run:
             result = run_surface(setup, config)

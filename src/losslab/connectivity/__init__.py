@@ -30,6 +30,7 @@ from losslab.connectivity.align import (
 from losslab.connectivity.barriers import DEFINITIONS, Barrier, barrier, barriers
 from losslab.connectivity.batchnorm import interpolate_buffers, reestimate_batch_norm
 from losslab.connectivity.connect import ConnectConfig, ConnectResult, connect, run
+from losslab.connectivity.connect import estimate as estimate_connect
 from losslab.connectivity.evaluation import CURVES, PathEvaluation, evaluate_path
 from losslab.connectivity.graph import TracedNetwork, derive_spec
 from losslab.connectivity.network import Network, as_network, has_batch_norm
@@ -72,6 +73,7 @@ __all__ = [
     "interpolate_buffers",
     "permute_axis",
     "permute_network",
+    "estimate_connect",
     "reestimate_batch_norm",
     "resolve_spec",
     "run",

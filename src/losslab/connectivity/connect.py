@@ -31,16 +31,19 @@ from losslab.connectivity.align import (
 )
 from losslab.connectivity.evaluation import PathEvaluation, evaluate_path
 from losslab.connectivity.graph import TracedNetwork
-from losslab.connectivity.network import as_network
+from losslab.connectivity.network import as_network, has_batch_norm
 from losslab.connectivity.paths import PATH_KINDS, CurveFit, Path, fit_curve
 from losslab.connectivity.permutation_spec import SpecLike
 from losslab.connectivity.repair import Repair, check_repairable
+from losslab.connectivity.weight_matching import weight_matching
 from losslab.errors import check_choice, check_int
 from losslab.objective import Objective
+from losslab.objective.cost import Estimate, Work, best_seconds, seconds_per_point
 from losslab.store import register_result
 from losslab.train import TrainConfig
+from losslab.train.cost import estimate_training
 
-__all__ = ["ConnectConfig", "ConnectResult", "connect", "run"]
+__all__ = ["ConnectConfig", "ConnectResult", "connect", "estimate", "run"]
 
 _NAMES = {"weight": "weight-matched", "activation": "activation-matched"}
 
@@ -170,6 +173,44 @@ def run(
         paths["curve"] = evaluate(fit.path(net_a, end), label=name)
     recorded = {**config.to_dict(), "spec": "derived" if spec is None else "user"}
     return ConnectResult(paths, alignment, fit, recorded)
+
+
+def estimate(objective: Objective, config: ConnectConfig | None = None, *, spec: SpecLike | None = None) -> Estimate:
+    """The work `run` would do on ``config`` (path points, alignment, curve training), timed here.
+
+    Path points and curve steps are counts known in advance; weight matching stops when
+    no permutation changes, so its sweeps are only bounded (100); REPAIR's statistics
+    are not timed (about two passes over the training rows per point).
+    """
+    config = config or ConnectConfig()
+    theta = objective.theta0
+    paths = 1 + (config.align != "none") + config.repair + (config.path != "line")
+    points = paths * config.points
+    test = objective.test_objective(True)
+    point_s = seconds_per_point(objective, theta, repeats=1, budget=0.0)
+    work = [Work(f"path points, train split ({objective.n:,} rows, {paths} paths)", points, points, point_s)]
+    if test is not None:
+        work.append(Work(f"path points, test split ({test.n:,} rows)", points, points, seconds_per_point(test, theta)))
+    if has_batch_norm(objective.model) and config.bn_reset:
+        what = "batch-norm statistics re-estimated at each point (one training pass)"
+        work.append(Work(what, points, points, point_s))
+    notes = []
+    if config.align == "weight":
+        chosen, _ = resolve_spec(objective, spec)
+        state = as_network(objective, theta, name="network A").state(objective)
+        sweep_s = best_seconds(lambda: weight_matching(chosen, state, state, max_sweeps=1), objective.device)
+        work.append(Work("weight-matching sweeps (stops when no permutation changes)", None, 100, sweep_s))
+    elif config.align == "activation":
+        work.append(Work("activation passes over the training rows (A and B)", 2, 2, point_s))
+        notes.append("Activation matching's assignment problems are not timed (one per group, seconds at most).")
+    if config.repair:
+        notes.append("REPAIR's statistics are not timed: about two training passes per point of its path.")
+    if config.path != "line":
+        curve = estimate_training(objective, config.curve or TrainConfig(), test=False)
+        est = Estimate("connect", work, notes)
+        est.include(curve, f"{config.path} bend")
+        return est
+    return Estimate("connect", work, notes)
 
 
 def connect(

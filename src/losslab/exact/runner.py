@@ -19,6 +19,7 @@ times are its measurement, and seed ensembles are already batched with vmap.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -35,6 +36,7 @@ from losslab.exact.scaling import SWEEPS, ScalingResult, element_sizes, subset_s
 from losslab.exact.sgd_gap import RELAXATION_CONFIG, RELU2_CONFIG, relu2_sgd_gap, three_node_relaxation
 from losslab.exact.three_node import ThreeNodeResult, certify_three_node
 from losslab.objective import resolve_device, resolve_dtype
+from losslab.objective.cost import Estimate, Work
 from losslab.train import TrainConfig
 
 __all__ = [
@@ -42,6 +44,7 @@ __all__ = [
     "Relu2Config",
     "ScalingConfig",
     "ThreeNodeConfig",
+    "estimate",
     "run",
     "run_perceptron",
     "run_relu2",
@@ -348,6 +351,51 @@ _RUNNERS: dict[type, Callable[..., Any]] = {
     Relu2Config: run_relu2,
     ScalingConfig: run_scaling,
 }
+
+
+def estimate(config: Any, instance: SetSplittingInstance | None = None) -> Estimate:
+    """An upper bound on the solver seconds of ``config``'s command, from its time limits.
+
+    Nothing smaller can be promised: deciding whether the 3-node network fits is NP-complete
+    (Blum & Rivest 1992), and how long HiGHS takes on an instance is not predictable from
+    its size. ``instance`` (three-node) sizes the unsplittable-core search.
+    """
+    seconds = lambda what, bound: Work(what, None, max(1, math.ceil(bound)), 1.0)  # noqa: E731
+    notes = ["Solver time is bounded by the time limits only; most instances finish far sooner."]
+    name = (
+        "exact "
+        + {
+            PerceptronConfig: "perceptron",
+            ThreeNodeConfig: "three-node",
+            Relu2Config: "relu2",
+            ScalingConfig: "scaling",
+        }[type(config)]
+    )
+    if isinstance(config, PerceptronConfig):
+        work = [seconds("solver seconds: fewest-errors MILP (the LP is not timed: milliseconds)", config.time_limit)]
+        if not config.fewest_errors:
+            work = []
+            notes = ["One linear program: milliseconds for data of this size; nothing to bound."]
+    elif isinstance(config, ThreeNodeConfig):
+        calls = 1 + config.fewest_errors
+        work = [seconds(f"solver seconds: {calls} MILP(s) at --time-limit each", calls * config.time_limit)]
+        if config.proof and instance is not None:
+            cores = instance.subset_count + 1  # the deletion filter decides one restricted instance per subset
+            what = f"solver seconds: unsplittable-core search, ≤ {cores} MILPs (only when no splitting exists)"
+            work.append(seconds(what, cores * config.time_limit))
+        if config.relax_seeds:
+            notes.append(f"The {config.relax_seeds} relaxation seeds are not included (gradient descent, seconds).")
+    elif isinstance(config, Relu2Config):
+        work = [seconds("solver seconds: the convex program's column generation", config.time_limit + 1)]
+        notes.append("Enumerating the activation patterns comes first and is not timed (--max-patterns caps it).")
+        if config.sgd_seeds:
+            notes.append(
+                f"The {config.sgd_seeds} gradient-training seeds are not included: their width (2·m*) is known "
+                "only once the optimum is."
+            )
+    else:
+        work = [seconds("seconds: the sweep stops once its budget is spent", config.budget)]
+    return Estimate(name, work, notes)
 
 
 def run(inputs: Any, config: Any, *, store: Any = None, executor: Any = None, progress: Progress = None) -> Any:

@@ -26,7 +26,7 @@ seeded initialization that ``'init'`` names when no ``init.pt`` is at hand.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -361,10 +361,14 @@ def _grid_estimate(objective: Objective, test: Objective | None, theta: torch.Te
     return Estimate("surface", work, notes, memory)
 
 
-def estimate(source: Source, config: SurfaceConfig) -> Estimate:
+def estimate(source: Source, config: SurfaceConfig | InterpolateConfig) -> Estimate:
     """What `run` would spend on ``config`` (points per split, timed here), without running it."""
     objective = _objective(source)
     test = objective.on(split="test") if config.split == "test" else None
+    if isinstance(config, InterpolateConfig):
+        est = _grid_estimate(objective, test, objective.theta0, config.steps)
+        work = [replace(w, what=w.what.replace("grid", "path")) for w in est.work]
+        return replace(est, command="interpolate", work=work, notes=est.notes[1:])  # one pass: nothing resumes
     points = config.steps if config.line else config.steps * (config.y_steps or config.steps)
     return _grid_estimate(objective, test, objective.theta0, points)
 
