@@ -70,8 +70,20 @@ def _assert_identical(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> Non
 
 @pytest.fixture(scope="module")
 def in_process(tmp_path_factory) -> dict[str, np.ndarray]:
+    """The study in this process with one torch thread, as Ray's one-CPU workers run it.
+
+    Bit-identity needs the same thread count on both sides: a reduction split over two
+    threads adds in another order (1e-15 relative differences).
+    """
+    import torch
+
     out = tmp_path_factory.mktemp("local") / "run"
-    _study(out)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _study(out)
+    finally:
+        torch.set_num_threads(threads)
     return _arrays(out)
 
 
@@ -193,3 +205,27 @@ def test_an_estimate_on_the_cluster_divides_by_its_workers(cluster, capsys) -> N
     est = __import__("json").loads(capsys.readouterr().out)["estimate"]
     assert est["workers"] == 2
     assert est["seconds_at_best"] == est["seconds"] / 2
+
+
+def test_hessian_pieces_on_the_cluster_equal_the_in_process_ones(cluster, tmp_path) -> None:
+    import torch
+
+    from losslab.cli.hessian import hessian_command
+    from losslab.cli.train import train_command
+    from losslab.store import load
+
+    head, _ = cluster
+    train_command(model="mlp:64-12-10", epochs=1, out=tmp_path / "train", json_out=True)
+    pieces = {"top": 2, "trace": True, "density": True, "starts": 2, "steps": 8, "dtype": "float64", "json_out": True}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the one-CPU workers run
+    try:
+        hessian_command(checkpoint=str(tmp_path / "train"), out=tmp_path / "local", **pieces)
+    finally:
+        torch.set_num_threads(threads)
+    hessian_command(checkpoint=str(tmp_path / "train"), out=tmp_path / "ray", ray=head.address, **pieces)
+    local, remote = load(tmp_path / "local").result, load(tmp_path / "ray").result
+    assert load(tmp_path / "ray").manifest["executor"]["workers"] == 2
+    np.testing.assert_array_equal(local.top.eigenvalues, remote.top.eigenvalues)
+    assert local.trace.estimate == remote.trace.estimate
+    np.testing.assert_array_equal(local.density.nodes, remote.density.nodes)
