@@ -95,3 +95,17 @@ def test_a_local_run_records_where_it_ran(tmp_path) -> None:
     assert run.manifest["executor"] == {"kind": "in-process", "workers": 1}
     run.release()
     assert os.path.isfile(tmp_path / "r" / "run.json")
+
+
+def test_a_study_context_shipped_with_a_piece_leaves_its_executor_and_progress_behind(tmp_path) -> None:
+    import pickle
+
+    from losslab.studies import StudyContext
+
+    context = StudyContext(directory=tmp_path, executor=LocalExecutor(), progress=lambda d, t: None, dtype="float64")
+    with pytest.raises((pickle.PicklingError, AttributeError)):
+        pickle.dumps(context.progress)  # a lambda here; a rich progress bar holds locks no pickler takes
+    shipped = pickle.loads(pickle.dumps(context))
+    assert shipped.executor is None and shipped.progress is None
+    assert shipped.directory is None and (shipped.dtype, shipped.device) == ("float64", "cpu")
+    assert context.executor is not None and context.progress is not None  # the driver's own is untouched

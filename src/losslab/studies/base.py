@@ -51,6 +51,15 @@ class StudyContext:
     dtype: str = "float32"
     log: list[str] = field(default_factory=list)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """What a piece shipped to a Ray worker keeps: where and how to compute, not how to dispatch.
+
+        A piece's closure may capture the context (for ``device``/``dtype``); the executor, the
+        progress callback (a progress bar cannot be pickled) and the run directory (on the
+        driver's machine) stay with the driver, so a nested sweep runs in the worker's memory.
+        """
+        return {**self.__dict__, "executor": None, "progress": None, "directory": None}
+
     def sweep(self, name: str, key: dict[str, Any], count: int, fn: Callable[[int], Any]) -> list[Any]:
         """``[fn(0), …, fn(count-1)]``, each piece saved as it finishes and reused on rerun.
 
