@@ -162,7 +162,7 @@ def _ray_processes() -> set[int]:
                 cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
             except OSError:
                 continue
-            if b"ray::" in cmdline or b"/ray/" in cmdline or b"raylet" in cmdline or b"gcs_server" in cmdline:
+            if any(mark in cmdline for mark in (b"ray::", b"/ray/", b"ray.scripts", b"raylet", b"gcs_server")):
                 found.add(int(entry))
     return found
 

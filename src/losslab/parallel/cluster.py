@@ -10,13 +10,13 @@ cluster (a head and a second node joined to it).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from losslab.errors import UserError
 
@@ -33,10 +33,10 @@ def free_port() -> int:
 
 
 def _ray_command() -> list[str]:
-    ray = Path(sys.executable).with_name("ray")
-    if not ray.is_file():
-        raise UserError(f"--ray local needs Ray's 'ray' command beside {sys.executable}: pip install 'losslab[ray]'.")
-    return [str(ray), "start", "--block", "--disable-usage-stats"]
+    """``ray start`` run by this interpreter, so the node's Ray and Python are the driver's."""
+    if importlib.util.find_spec("ray") is None:
+        raise UserError("--ray needs the ray package: pip install 'losslab[ray]'.")
+    return [sys.executable, "-m", "ray.scripts.scripts", "start", "--block", "--disable-usage-stats"]
 
 
 @dataclass
