@@ -52,7 +52,9 @@ def test_cli_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
             json.loads(result.stdout)
 
 
-def test_the_demo_of_the_first_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_demo_of_the_first_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, record_property: pytest.RecordProperty
+) -> None:
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(app, ["demo", "--out", "demo-run", "--json"], catch_exceptions=False)
     assert result.exit_code == 0, result.stderr
@@ -66,3 +68,23 @@ def test_the_demo_of_the_first_command(tmp_path: Path, monkeypatch: pytest.Monke
         assert title.split(" (")[0] in report
     rerun = CliRunner().invoke(app, ["demo", "--out", "demo-run"], catch_exceptions=False)
     assert rerun.exit_code == 2 and "--force" in rerun.stderr
+    _the_demo_report_reads_well_in_a_browser(tmp_path / "demo-run" / "report.html", record_property)
+
+
+def _the_demo_report_reads_well_in_a_browser(report: Path, record_property: pytest.RecordProperty) -> None:
+    """The demo's own report in headless Chromium: navigation, headlines, no errors, no network."""
+    from _browser import chromium_or_skip, open_report
+
+    chromium_or_skip()
+    seen = open_report(report)
+    record_property("demo_report_open_seconds", round(seen["open_seconds"], 3))  # recorded, never asserted
+    record_property("demo_report_bytes", report.stat().st_size)
+    assert seen["errors"] == []
+    assert all(url.startswith(("file:", "data:", "blob:", "about:")) for url in seen["requests"]), seen["requests"]
+    assert len(seen["links"]) >= 10 and seen["missing"] == []
+    assert seen["state"]["total"] > seen["state"]["rendered"]  # figures below the fold wait to be scrolled to
+    headlines = seen["headlines"]
+    connect = next(text for sid, text in headlines.items() if sid.endswith("connect"))
+    assert "barrier (train loss) naive → aligned" in connect
+    hessian = next(text for sid, text in headlines.items() if sid.endswith("hessian"))
+    assert "λmax" in hessian

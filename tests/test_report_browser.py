@@ -15,11 +15,12 @@ from losslab.objective import Objective
 from losslab.report import Section, figures_of, write_report
 from losslab.surface import axis, plane, random_directions
 
-_CONNECT = {
-    "a": {"train_loss": 0.0336, "test_error": 0.0223},
-    "b": {"train_loss": 0.0353, "test_error": 0.0251},
-    "naive": {"train_loss": {"linear": 0.7297, "max_endpoint": 0.7289}, "test_error": {"linear": 0.0628}},
-    "aligned": {"train_loss": {"linear": 0.04382, "max_endpoint": 0.0430}, "test_error": {"linear": 0.0033}},
+_CONNECT = {  # the shape of ConnectResult.summary (the demo's connect step)
+    "barrier": {
+        "naive": {"train_loss": {"linear": 0.7297, "max_endpoint": 0.7289}, "test_error": {"linear": 0.0628}},
+        "aligned": {"train_loss": {"linear": 0.04382, "max_endpoint": 0.0430}, "test_error": {"linear": 0.0033}},
+    },
+    "endpoints": {"a": {"train_loss": 0.0336, "test_error": 0.0223}, "b": {"train_loss": 0.0353, "test_error": 0.0251}},
 }
 _HESSIAN = {
     "top": {"eigenvalues": [1.4151903933739325, 1.169], "converged": 2, "certified": True},

@@ -21,11 +21,9 @@ def test_values_are_rounded_and_named_in_words() -> None:
 def test_connect_results_are_a_few_grouped_tables_not_a_45_row_dump() -> None:
     stats = {"linear": 0.7297216597944498, "mean": 0.72972, "max_endpoint": 0.7288699634373188, "t_linear": 0.5}
     ends = {"train_loss": 0.0336, "train_error": 0.0041, "test_loss": 0.1046, "test_error": 0.0222}
-    result = {
-        "a": ends,
-        "b": ends,
-        "naive": {k: stats for k in ends},
-        "aligned": {k: stats for k in ends},
+    result = {  # the shape of ConnectResult.summary
+        "barrier": {"naive": {k: stats for k in ends}, "aligned": {k: stats for k in ends}},
+        "endpoints": {"a": ends, "b": ends},
         "permutation": {"method": "weights", "seconds": 0.1},
     }
     text = result_tables(result)
@@ -33,7 +31,7 @@ def test_connect_results_are_a_few_grouped_tables_not_a_45_row_dump() -> None:
     assert text.count("<table>") == 4  # a·b as one matrix, naive and aligned as one each, the permutation
     assert len(rows) <= 2 + 1 + 2 * 5 + 2  # header rows included; the flat dump had 45
     assert "max endpoint" in text and "0.7289" in text and "0.7288699634373188" not in text
-    assert "<caption>naive</caption>" in text and "<caption>a · b</caption>" in text
+    assert "<caption>barrier › naive</caption>" in text and "<caption>endpoints</caption>" in text
 
 
 def test_a_value_that_was_not_computed_says_so_and_leaves_the_headline() -> None:
@@ -46,6 +44,24 @@ def test_a_value_that_was_not_computed_says_so_and_leaves_the_headline() -> None
 def test_unknown_commands_headline_their_first_scalars() -> None:
     manifest = {"command": "study double-descent", "result": {"best_width": 128, "best_test_error": 0.61100001}}
     assert headline(manifest) == [("best width", "128"), ("best test error", "0.611")]
+    nested = {  # a study summary: per-problem dicts, short lists, checks and long texts
+        "invariants": {"violations": 0},
+        "anchor": "a long sentence naming the published result it reruns",
+        "xor": {"seeds": 24, "train_loss_median": 0.0036971},
+        "widths": [8, 32, 128],
+        "runs": [{"lr": 0.1}],
+    }
+    assert headline({"command": "study restarts", "result": nested}) == [
+        ("xor · seeds", "24"),
+        ("xor · train loss median", "0.003697"),
+        ("widths", "8, 32, 128"),
+    ]
+
+
+def test_the_connect_headline_reads_the_barriers_of_the_summary() -> None:
+    barrier = {"naive": {"train_loss": {"linear": 0.7297}}, "aligned": {"train_loss": {"linear": 0.04382}}}
+    manifest = {"command": "connect", "result": {"barrier": barrier, "endpoints": {}}}
+    assert headline(manifest) == [("barrier (train loss) naive → aligned", "0.73 → 0.0438")]
 
 
 def test_figure_file_names_name_each_part_once() -> None:

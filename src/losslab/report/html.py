@@ -14,7 +14,7 @@ import io
 import json
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -228,6 +228,7 @@ def _train_headline(r: dict[str, Any]) -> list[tuple[str, Any]]:
 
 
 def _connect_headline(r: dict[str, Any]) -> list[tuple[str, Any]]:
+    r = r.get("barrier") or {}  # ConnectResult.summary: barrier[path][curve][definition]
     return [
         (
             "barrier (train loss) naive → aligned",
@@ -277,8 +278,31 @@ def headline(manifest: dict[str, Any], limit: int = 5) -> list[tuple[str, str]]:
     command = str(manifest.get("command") or "").split(" ")[0]
     rows = HEADLINES[command](result) if command in HEADLINES else []
     if not any(v is not None for _, v in rows):
-        rows = [(k, v) for k, v in result.items() if isinstance(v, (int, float, str)) and k != "wall_seconds"]
+        rows = list(_first_scalars(result))
     return [(_words(k), v if isinstance(v, str) else format_value(v)) for k, v in rows if v is not None][:limit]
+
+
+_NOT_HEADLINES = ("wall_seconds", "invariants", "checks", "definitions", "units", "anchor")
+
+
+def _first_scalars(result: dict[str, Any], prefix: str = "", depth: int = 0) -> Iterator[tuple[str, Any]]:
+    """Numbers, short words and short number lists of a summary, nested dicts named by their path."""
+    for key, value in result.items():
+        if key in _NOT_HEADLINES:
+            continue
+        label = f"{prefix}{key}"
+        if isinstance(value, bool) or isinstance(value, (int, float)):
+            yield label, value
+        elif isinstance(value, str) and len(value) <= 24:
+            yield label, value
+        elif (
+            isinstance(value, (list, tuple))
+            and 0 < len(value) <= 4
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        ):
+            yield label, ", ".join(format_value(v, 3) for v in value)
+        elif isinstance(value, dict) and depth < 2:
+            yield from _first_scalars(value, f"{label} · ", depth + 1)
 
 
 def _headline_html(items: Sequence[tuple[str, str]]) -> str:
