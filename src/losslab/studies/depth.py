@@ -172,7 +172,7 @@ class DepthPoint:
 @register_result
 @dataclass
 class DepthPlane:
-    """One twin's loss plane around seed 0's final θ and its convexity map (coarser grid)."""
+    """One twin's loss plane around a seed's final θ (``member``, seed 0 unless it diverged) and its convexity map."""
 
     residual: bool
     a: np.ndarray
