@@ -20,7 +20,7 @@ from losslab.errors import UserError
 from losslab.models import build_model
 from losslab.objective import Objective
 from losslab.studies import STUDIES, StudyContext, subset
-from losslab.studies.batch_size import BatchSizeResult
+from losslab.studies.batch_size import BatchSizeData, BatchSizeLine, BatchSizeResult
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -82,7 +82,46 @@ def test_sharpness_equals_direct_calls_and_only_adaptive_survives_rescaling(smal
     assert line.rescaled_epsilon_sharpness > 1.3 * data.epsilon_sharpness[-1, 0]
     assert line.rescaled_adaptive_sharpness == pytest.approx(data.adaptive_sharpness[-1, 0], rel=1e-6)
     verdict = data.verdict()
-    assert set(verdict) == {"lambda_max", "epsilon_sharpness", "adaptive_sharpness", "test_error", "supports"}
+    assert set(verdict) == {
+        "lambda_max",
+        "epsilon_sharpness",
+        "adaptive_sharpness",
+        "test_error",
+        "same_fit",
+        "supports",
+    }
+    assert verdict["same_fit"] is True and data.reached_target.all()  # every run stopped at the 0.02 target
+    assert not verdict["supports"].startswith("neither: not compared")
+
+
+def _data(reached: np.ndarray, target: float | None = 0.02) -> BatchSizeData:
+    # Two batch sizes, four seeds: the large batch is sharper by every measure and tests worse.
+    small, large = np.full(4, 1.0), np.full(4, 5.0)
+    spread = np.array([0.0, 0.01, 0.02, 0.03])
+    arr = np.stack([small + spread, large + spread])
+    zeros = {"rescaled_loss": 0.0, "rescaled_lambda_max": 0.0}
+    zeros |= {"rescaled_epsilon_sharpness": 0.0, "rescaled_adaptive_sharpness": 0.0}
+    line = BatchSizeLine(*(np.zeros(3) for _ in range(5)), rescale=4.0, **zeros)
+    return BatchSizeData(
+        data="digits", model="mlp:64-8-10", n_train=10, batch_sizes=np.array([16, 512]), lrs=np.array([0.05, 0.05]),
+        seeds=np.arange(4), train_loss=arr / 100, train_error=arr / 100, test_loss=arr, test_error=arr / 10,
+        lambda_max=arr, epsilon_sharpness=arr, adaptive_sharpness=arr, thetas=np.zeros((2, 4, 3)), line=line,
+        target_loss=target, reached_target=reached,
+    )  # fmt: skip
+
+
+def test_the_verdict_refuses_a_comparison_at_different_fits() -> None:
+    same = _data(np.ones((2, 4), dtype=bool)).verdict()
+    assert same["same_fit"] is True and same["supports"].startswith("Keskar et al. 2017")
+    missed = np.ones((2, 4), dtype=bool)
+    missed[1, [0, 2]] = False  # two large-batch runs ran out of epochs above the target
+    verdict = _data(missed).verdict()
+    assert verdict["same_fit"] is False and verdict["lambda_max"] == "higher"  # the measurements stay
+    assert verdict["supports"].startswith("neither: not compared at the same fit (2 of 4 runs at batch 512 stopped")
+    assert _data(missed).summary()["batch_sizes"][1]["reached_target"] == 0.5
+    # No target (a fixed budget for every batch size) or a run saved before the field existed: no claim either way.
+    assert _data(missed, target=None).verdict()["same_fit"] is None
+    assert _data(None).verdict()["same_fit"] is None
 
 
 def test_seeds_are_reproducible_and_distinct() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from losslab.data import load_data
 from losslab.errors import UserError
 from losslab.models import build_model
 from losslab.studies import STUDIES, StudyContext, subset
-from losslab.studies.depth import DepthResult
+from losslab.studies.depth import DepthConfig, DepthResult, _plane_twins
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -50,6 +51,7 @@ def test_plain_nets_stop_training_with_depth_and_residual_twins_do_not(quick: De
         assert plain.layers == res.layers and len(plain.layers) == depth + 2
     # The plane's center is seed 0's final θ (float32, two evaluation paths: 1e-5 relative).
     for plane_ in quick.planes:
+        assert (plane_.depth, plane_.member) == (16, 0)  # nothing diverged: the deepest depth, seed 0
         point = quick.point(16, plane_.residual)
         center = plane_.loss[len(plane_.a) // 2, len(plane_.b) // 2]
         assert center == pytest.approx(point.final_loss[0], rel=1e-5)
@@ -149,3 +151,26 @@ def test_a_killed_study_resumes_bit_identically(tmp_path: Path) -> None:
 def test_cli_lists_the_study() -> None:
     listed = CliRunner().invoke(app, ["study", "list", "--json"])
     assert listed.exit_code == 0 and "depth" in json.loads(listed.stdout)
+
+
+def test_planes_move_to_the_deepest_depth_where_both_twins_have_a_finite_end() -> None:
+    # The full preset's residual nets diverge at depth 32 (lr 0.05, no normalization): a diverged θ has no
+    # finite Hessian, so the Li et al. planes go to the deepest depth where each twin has a seed that did not.
+    ok, bad = "budget", "diverged"
+    point = lambda depth, residual, stopped: SimpleNamespace(depth=depth, residual=residual, stopped=stopped)  # noqa: E731
+    points = [
+        point(2, False, [ok, ok]),
+        point(2, True, [ok, ok]),
+        point(16, False, [ok, "target"]),
+        point(16, True, [bad, ok]),
+        point(32, False, [ok, ok]),
+        point(32, True, [bad, bad]),
+    ]
+    config = DepthConfig(depths=(2, 16, 32))
+    twins = _plane_twins(config, points)  # type: ignore[arg-type]
+    assert [(p.depth, p.residual, k) for p, k in twins] == [(16, False, 0), (16, True, 1)]
+    points[3].stopped = [bad, bad]
+    assert [(p.depth, k) for p, k in _plane_twins(config, points)] == [(2, 0), (2, 0)]  # type: ignore[arg-type]
+    for p in points:
+        p.stopped = [bad, bad]
+    assert _plane_twins(config, points) == []  # type: ignore[arg-type]

@@ -194,3 +194,21 @@ def test_a_killed_study_resumes_bit_identically(tmp_path: Path) -> None:
         assert (p.loss, p.loss_without_stuck_alive) == (q.loss, q.loss_without_stuck_alive)
     assert {p.name for p in (killed / "figures").glob("*.png")} == {"study-over-training.png", "study-width.png"}
     assert STUDIES["stuck-units"].config_from_dict(a.manifest["config"]["settings"]) == StuckUnitsConfig(**RESUME)
+
+
+def test_a_width_that_diverges_is_reported_not_fatal() -> None:
+    # lr 3 blows the digits MLP (4 × 128) up in its second epoch; the study keeps the width and says where.
+    config = StuckUnitsConfig(widths=(128,), epochs=2, lr=3.0, train_size=600)
+    result = stuck_units(config, StudyContext())
+    (point,) = result.points
+    assert point.diverged_step is not None and 0 < point.diverged_step <= 2 * -(-600 // 64)
+    assert point.steps[-1] < point.diverged_step and len(point.steps) >= 2  # the non-finite snapshot is dropped
+    assert point.dead.shape == (len(point.steps), 4) and np.isfinite(point.stuck[1:]).all()
+    assert np.isfinite(point.dead).all() and np.isfinite(point.loss)
+    assert result.summary()["diverged_step"] == [point.diverged_step]
+    assert result.invariants() == {"removal_violations": 0, "revived_first_layer": 0}
+
+
+def test_a_width_that_trains_records_no_divergence(small: StuckUnitsResult) -> None:
+    assert small.summary()["diverged_step"] == [None, None]
+    assert [p.steps[-1] for p in small.points] == [3 * -(-600 // 64)] * 2

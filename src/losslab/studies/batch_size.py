@@ -241,6 +241,8 @@ class BatchSizeData:
     adaptive_sharpness: np.ndarray
     thetas: np.ndarray  # [B, K, D]
     line: BatchSizeLine
+    target_loss: float | None = None  # the config's; None: every run had the same budget and no target
+    reached_target: np.ndarray | None = None  # [B, K] the run stopped at the target (None: runs saved before this)
 
     def stats(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """Mean and standard error over seeds [B] of one [B, K] field (standard error 0 for one seed)."""
@@ -273,6 +275,20 @@ class BatchSizeData:
             supports = "partly Keskar et al. 2017: large batches end sharper by every measure, but do not test worse"
         else:
             supports = "neither: no measure separates the batch sizes beyond the error bars"
+        out["same_fit"] = None if self.reached_target is None or self.target_loss is None else True
+        if out["same_fit"] is not None and not self.reached_target.all():
+            # Keskar et al. and Dinh et al. compare minima of the same training loss; without it a batch size
+            # that ran out of budget is simply less trained, and every difference above may be that alone.
+            out["same_fit"] = False
+            missed = [
+                f"{int((~row).sum())} of {len(row)} runs at batch {int(b)}"
+                for b, row in zip(self.batch_sizes, self.reached_target, strict=True)
+                if not row.all()
+            ]
+            supports = (
+                f"neither: not compared at the same fit ({', '.join(missed)} stopped at the epoch budget above "
+                f"the target train loss {self.target_loss:g}); raise epochs or scale lr with the batch"
+            )
         out["supports"] = supports
         return out
 
@@ -284,6 +300,8 @@ class BatchSizeData:
                 mean, se = self.stats(name)
                 row[name] = float(mean[i])
                 row[f"{name}_stderr"] = float(se[i])
+            if self.reached_target is not None:
+                row["reached_target"] = float(self.reached_target[i].mean())
             rows.append(row)
         line = self.line
         mid = np.flatnonzero(line.alphas == 0.5)
@@ -463,6 +481,8 @@ def batch_size(config: BatchSizeConfig, context: StudyContext) -> BatchSizeResul
                 adaptive_sharpness=field("adaptive_sharpness"),
                 thetas=np.stack([np.stack([r.theta for r in row]) for row in rows]),
                 line=line,
+                target_loss=config.target_loss,
+                reached_target=field("stopped") == "target",
             )
         )
     return BatchSizeResult(out, key)

@@ -11,8 +11,10 @@ Hessian eigenvalues λmax and λmin (one Krylov space, `extreme_eigenpairs`) at
 initialization and at the end. The plain net and its residual twin have the same
 parameter shapes (the skip adds no weights), so depth, not size, is what changes.
 
-Then the comparison of Li et al. (2018, Fig. 5 and 7) for the deepest depth: a 2-D
-slice of the train loss around seed 0's final θ along two filter-normalized Gaussian
+Then the comparison of Li et al. (2018, Fig. 5 and 7) for the deepest depth at which
+both twins have a seed that did not diverge (a diverged θ has no finite Hessian; the
+full preset's residual nets diverge at depth 32): a 2-D slice of the train loss around
+that seed's final θ (seed 0 unless it diverged) along two filter-normalized Gaussian
 directions (the same draw for both twins, normalized to each θ's filters), and on a
 coarser grid of the same plane the convexity map |λmin/λmax| of the Hessian at each
 point (small: locally convex; near 1: strongly non-convex).
@@ -170,7 +172,7 @@ class DepthPoint:
 @register_result
 @dataclass
 class DepthPlane:
-    """One twin's loss plane around seed 0's final θ and its convexity map (coarser grid)."""
+    """One twin's loss plane around a seed's final θ (``member``, seed 0 unless it diverged) and its convexity map."""
 
     residual: bool
     a: np.ndarray
@@ -182,6 +184,8 @@ class DepthPlane:
     lambda_min: np.ndarray
     d1: np.ndarray
     d2: np.ndarray
+    depth: int | None = None  # the twins' depth (None: runs saved before planes could move off the deepest depth)
+    member: int = 0  # the seed index whose final θ is the plane's center
 
     @property
     def convexity(self) -> np.ndarray:
@@ -195,7 +199,7 @@ class DepthResult:
     """Every (depth, architecture) point, plain before residual, and the deepest twins' planes."""
 
     points: list[DepthPoint]
-    planes: list[DepthPlane]  # [plain, residual] at the deepest depth
+    planes: list[DepthPlane]  # [plain, residual] at the deepest depth where both have a finite end ([]: none)
     record_steps: np.ndarray
     classes: int
     n_train: int
@@ -237,6 +241,8 @@ class DepthResult:
             name = "residual" if plane_.residual else "plain"
             c = plane_.convexity
             out[f"plane_{name}"] = {
+                "depth": plane_.depth,
+                "member": plane_.member,
                 "loss_center": float(plane_.loss[len(plane_.a) // 2, len(plane_.b) // 2]),
                 "loss_max": float(np.nanmax(plane_.loss)),
                 "convexity_median": float(np.nanmedian(c)),
@@ -306,9 +312,20 @@ def _plane_axes(config: DepthConfig) -> tuple[np.ndarray, np.ndarray]:
     return grid, axis(-config.extent, config.extent, config.convexity_grid, owner="the depth study", name="grid")
 
 
-def _run_plane(config: DepthConfig, data: Any, point: DepthPoint, device: str, dtype: str) -> DepthPlane:
+def _plane_twins(config: DepthConfig, points: list[DepthPoint]) -> list[tuple[DepthPoint, int]]:
+    """(point, seed index) of the twins whose planes are drawn: the deepest depth at which both twins have a
+    seed that did not diverge (a diverged θ has no finite Hessian), each twin's first such seed; [] if none."""
+    for depth in sorted(config.depths, reverse=True):
+        twins = [p for p in points if p.depth == depth]
+        members = [next((k for k, why in enumerate(p.stopped) if why != "diverged"), None) for p in twins]
+        if all(k is not None for k in members):
+            return [(p, int(k)) for p, k in zip(twins, members, strict=True)]  # type: ignore[arg-type]
+    return []
+
+
+def _run_plane(config: DepthConfig, data: Any, point: DepthPoint, member: int, device: str, dtype: str) -> DepthPlane:
     objective = _objective(config, data, point.depth, point.residual, device, dtype)
-    theta = objective.as_theta(torch.as_tensor(point.theta_end[0]))
+    theta = objective.as_theta(torch.as_tensor(point.theta_end[member]))
     # One Gaussian draw for both twins (their layouts are identical), each normalized to its own θ's filters.
     directions = random_directions(objective.layout, theta, "filter", seed=config.seed, count=2)
     grid, coarse = _plane_axes(config)
@@ -327,6 +344,8 @@ def _run_plane(config: DepthConfig, data: Any, point: DepthPoint, device: str, d
         lambda_min=lam_min,
         d1=directions.d1,
         d2=directions.d2,
+        depth=point.depth,
+        member=member,
     )
 
 
@@ -379,9 +398,9 @@ def depth(config: DepthConfig, context: StudyContext) -> DepthResult:
     device, dtype = context.device, context.dtype
     key = asdict(config)
     points = context.sweep("depth", key, len(runs), lambda i: _run_point(config, data, seeds, *runs[i], device, dtype))
-    deepest = [p for p in points if p.depth == max(config.depths)]
+    twins = _plane_twins(config, points)
     planes = context.sweep(
-        "depth-planes", key, len(deepest), lambda i: _run_plane(config, data, deepest[i], device, dtype)
+        "depth-planes", key, len(twins), lambda i: _run_plane(config, data, *twins[i], device, dtype)
     )
     return DepthResult(
         points=points,

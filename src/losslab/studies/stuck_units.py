@@ -21,6 +21,11 @@ Checked invariants (``invariants()``, all 0 when they hold):
   bit-identical at every later snapshot and it stays dead (not checked for deeper
   layers, whose inputs move, nor for momentum or Adam, whose state keeps moving them).
 
+A width whose training diverges (a non-finite batch loss; lr 1.0 does this on digits
+at some widths over 30 epochs) is kept, not fatal: its ``diverged_step`` records where,
+and every measurement above is taken over the snapshots whose training loss (in the
+training's dtype) is still finite, the last of them standing in for the final θ.
+
 Each width is one resumable sweep point. Lu et al. (2019, "Dying ReLU and
 initialization") analyse the probability of a dead network against depth and width.
 """
@@ -162,6 +167,7 @@ class StuckWidthPoint:
     loss_without_stuck_alive: float  # dead and stuck-alive units removed (zeroed)
     removal_violations: int
     revived: int  # first-layer dead units that moved or fired later (plain SGD: must be 0)
+    diverged_step: int | None = None  # steps taken when a batch loss stopped being finite; None: no divergence
 
 
 @register_result
@@ -186,6 +192,8 @@ class StuckUnitsResult:
             "loss": [p.loss for p in self.points],
             "loss_without_dead": [p.loss_without_dead for p in self.points],
             "loss_without_stuck_alive": [p.loss_without_stuck_alive for p in self.points],
+            "diverged_step": [p.diverged_step for p in self.points],
+            "last_step": [int(p.steps[-1]) for p in self.points],
             "invariants": self.invariants(),
         }
 
@@ -203,6 +211,23 @@ def _measure(config: StuckUnitsConfig, data: Any, width: int, context: StudyCont
     layers = _linears(objective)
     result = train(objective, config.train_config(config.train_config(1).steps_per_epoch(objective.n)), test=False)
     snaps = torch.as_tensor(result.snapshots, device=objective.device)
+    steps = np.asarray(result.snapshot_steps)
+    diverged_step = None
+    if result.stopped == "diverged":
+        diverged_step = int(result.snapshot_steps[-1])
+        unchecked = Objective(  # the training's own dtype: the float64 loss of a blown-up θ can still be finite
+            build_model(spec_of(widths), seed=config.seed),
+            "cross_entropy",
+            data,
+            device=context.device,
+            dtype=context.dtype,
+            check_finite=False,
+        )
+        finite = [bool(torch.isfinite(unchecked.loss(s))) for s in snaps]
+        keep = len(finite) if all(finite) else finite.index(False)
+        if keep == 0:
+            raise UserError(f"The stuck-units study: width {width} has no finite loss even at initialization.")
+        snaps, steps = snaps[:keep], steps[:keep]
     slices, shapes = objective.layout.slices, dict(zip(objective.layout.names, objective.layout.shapes, strict=True))
 
     def incoming(theta: torch.Tensor, i: int) -> torch.Tensor:
@@ -244,7 +269,7 @@ def _measure(config: StuckUnitsConfig, data: Any, width: int, context: StudyCont
     both = [d | s for d, s in zip(drop, stuck_now, strict=True)]
     without_stuck = float(exact.loss(_zeroed(exact, final.double(), both)))
     return StuckWidthPoint(
-        steps=result.snapshot_steps,
+        steps=steps,
         dead=dead,
         stuck=stuck,
         dead_count=np.array([int(d.sum()) for d in drop]),
@@ -254,6 +279,7 @@ def _measure(config: StuckUnitsConfig, data: Any, width: int, context: StudyCont
         loss_without_stuck_alive=without_stuck,
         removal_violations=violations,
         revived=revived,
+        diverged_step=diverged_step,
     )
 
 

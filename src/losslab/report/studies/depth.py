@@ -149,7 +149,9 @@ def _depth(result: DepthResult) -> list[Figure]:
             )
         inter.update_layout(height=380, margin={"t": 50})
         caption = (
-            f"Depth {deepest}, seed 0's final θ: the train loss on a {cfg['grid']}×{cfg['grid']} plane along two "
+            f"Depth {result.planes[0].depth or deepest}, final θ of seed index "
+            f"{'/'.join(str(p.member) for p in result.planes)}: the train loss on a "
+            f"{cfg['grid']}×{cfg['grid']} plane along two "
             "filter-normalized Gaussian directions (one draw for both twins), and |λmin/λmax| of the Hessian on a "
             f"{cfg['convexity_grid']}×{cfg['convexity_grid']} grid of the same plane (Li et al. 2018, Fig. 5 and 7: "
             "near 0 is locally convex)."
