@@ -293,3 +293,19 @@ def test_a_directory_left_with_only_a_stale_lock_is_reused(tmp_path: Path) -> No
         RunDir.create(path, command="c", config={})
     run.complete({})
     assert not (path / ".lock").exists() and load(path).status == "complete"
+
+
+def test_a_user_error_late_in_long_work_keeps_the_finished_pieces(tmp_path: Path) -> None:
+    run = RunDir.create(tmp_path / "r", command="c", config={"n": 3})
+    chunks = run.chunks("sweep", {"n": 3})
+    chunks.save(0, {"v": np.zeros(2)})
+    (run.path / "report.html").write_text("partial")
+    run.discard("UserError: the last point cannot take this setting")
+    assert chunks.done(0) and not (run.path / "report.html").exists()
+    manifest = json.loads((run.path / "run.json").read_text())
+    assert manifest["status"] == "failed" and "last point" in manifest["error"]
+    again = RunDir.create(tmp_path / "r", command="c", config={"n": 3})  # the same command resumes
+    calls: list[int] = []
+    again.chunks("sweep", {"n": 3}).map(lambda i: calls.append(i) or {"v": np.full(2, i)}, 2)
+    assert calls == [1]
+    again.release()

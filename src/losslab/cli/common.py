@@ -494,8 +494,8 @@ def open_run(
     )
     try:
         yield run
-    except UserError:
-        run.discard()
+    except UserError as exc:
+        run.discard(f"UserError: {exc}")  # finished chunks stay: the same command resumes from them
         raise
     except BaseException as exc:
         run.fail(f"{type(exc).__name__}: {exc}")

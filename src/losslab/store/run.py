@@ -228,18 +228,34 @@ class RunDir:
         if self._lock is not None:
             self._lock.release()
 
-    def discard(self) -> None:
-        """Remove what this process created (after a user error: nothing half-written stays)."""
+    def discard(self, error: str = "") -> None:
+        """Remove what this process created (after a user error: nothing half-written stays).
+
+        Finished pieces of long work are kept, not half-written: a user error late in a sweep
+        (a setting the last point cannot take) must not cost the hours before it. Then the
+        results, figures and report go, run.json says 'failed' with ``error``, and rerunning
+        the same command resumes from the pieces.
+        """
+        if any(f.name != "key.json" for f in (self.path / "chunks").rglob("*.npz")):
+            self._remove_outputs(keep_manifest=True)
+            self.fail(error or "stopped by a user error")
+            return
         self.release()
         if self.created:
             shutil.rmtree(self.path, ignore_errors=True)
         else:
-            for name in ("run.json", "results", "figures", "report.html"):
-                target = self.path / name
-                if target.is_dir():
-                    shutil.rmtree(target, ignore_errors=True)
-                else:
-                    target.unlink(missing_ok=True)
+            self._remove_outputs(keep_manifest=False)
+
+    def _remove_outputs(self, *, keep_manifest: bool) -> None:
+        names = ("results", "figures", "report.html") + (() if keep_manifest else ("run.json",))
+        for name in names:
+            target = self.path / name
+            if target.is_dir():
+                shutil.rmtree(target, ignore_errors=True)
+            else:
+                target.unlink(missing_ok=True)
+        if keep_manifest:
+            self.manifest.update(results={}, result=None)
 
 
 def _contents(path: Path) -> list[Path]:
