@@ -224,8 +224,8 @@ def test_hessian_pieces_on_the_cluster_equal_the_in_process_ones(cluster, tmp_pa
     finally:
         torch.set_num_threads(threads)
     hessian_command(checkpoint=str(tmp_path / "train"), out=tmp_path / "ray", ray=head.address, **pieces)
-    local, remote = load(tmp_path / "local").result, load(tmp_path / "ray").result
-    assert load(tmp_path / "ray").manifest["executor"]["workers"] == 2
-    np.testing.assert_array_equal(local.top.eigenvalues, remote.top.eigenvalues)
-    assert local.trace.estimate == remote.trace.estimate
-    np.testing.assert_array_equal(local.density.nodes, remote.density.nodes)
+    local, remote = load(tmp_path / "local"), load(tmp_path / "ray")
+    assert remote.manifest["executor"]["workers"] == 2
+    np.testing.assert_array_equal(local["top"].eigenvalues, remote["top"].eigenvalues)
+    assert local["trace"].estimate == remote["trace"].estimate
+    np.testing.assert_array_equal(local["density"].nodes, remote["density"].nodes)
