@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from _browser import chromium_or_skip, opened
 from plotly.offline import get_plotlyjs
 
 from losslab.objective import Objective
@@ -57,25 +56,13 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_report_opens_fast_with_navigation_headlines_and_lazy_figures(
     report: Path, record_property: pytest.RecordProperty
 ) -> None:
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("no chromium: apt-get install -y chromium (CI installs it)")
+    chromium_or_skip()
     text = report.read_text()
     assert text.count("<script>") == 2  # plotly.js once, then the loader; figures are JSON, not scripts
     assert text.count(get_plotlyjs()[:2000]) == 1 and text.count("'lazy-plot'") == 8
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=["--enable-unsafe-swiftshader", "--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
-        errors: list[str] = []
-        requests: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("request", lambda r: requests.append(r.url))
-        start = time.perf_counter()
-        page.goto(report.as_uri(), wait_until="load")
-        opened = time.perf_counter() - start
-        record_property("open_seconds", round(opened, 3))  # recorded, never asserted: wall time flakes
+    with opened(report) as seen:
+        page, errors, requests = seen["page"], seen["errors"], seen["requests"]
+        record_property("open_seconds", round(seen["open_seconds"], 3))  # recorded, never asserted: wall time flakes
         record_property("report_bytes", report.stat().st_size)
         state = page.evaluate("window.losslabReport")
         assert state["total"] == 8
@@ -96,6 +83,5 @@ def test_the_report_opens_fast_with_navigation_headlines_and_lazy_figures(
         page.wait_for_function("document.querySelectorAll('.lazy-plot')[7].dataset.rendered === '1'", timeout=20_000)
         page.wait_for_selector(".lazy-plot >> nth=7 >> .main-svg", timeout=20_000)
         assert page.evaluate("window.losslabReport.errors") == []
-        browser.close()
     assert errors == []
     assert all(url.startswith(("file:", "data:", "blob:", "about:")) for url in requests), requests

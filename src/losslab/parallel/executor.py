@@ -44,17 +44,18 @@ class Executor(Protocol):
 @contextmanager
 def seeded(index: int) -> Iterator[None]:
     """Global generators seeded from ``index`` inside; the caller's states restored after."""
-    states = random.getstate(), np.random.get_state(), torch.random.get_rng_state()  # noqa: NPY002
+    states = random.getstate(), np.random.get_state()  # noqa: NPY002
     seed = PIECE_SEED + index
     random.seed(seed)
     np.random.seed(seed % 2**32)  # noqa: NPY002 (the legacy global is what user code may draw from)
-    torch.manual_seed(seed)  # seeds CUDA's generators too
+    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
     try:
-        yield
+        with torch.random.fork_rng(devices=cuda):  # restores CPU and (initialized) CUDA generators
+            torch.manual_seed(seed)
+            yield
     finally:
         random.setstate(states[0])
         np.random.set_state(states[1])  # noqa: NPY002
-        torch.random.set_rng_state(states[2])
 
 
 def _run(fn: Callable[[int], Any], batch: list[int]) -> list[tuple[int, Any]]:
