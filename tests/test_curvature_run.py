@@ -184,3 +184,21 @@ def test_docstring_example() -> None:
     module = importlib.import_module("losslab.curvature.run")  # `losslab.curvature.run` is the function
     result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_memory_gib_decides_the_scheme_not_the_numbers(trained: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--memory-gib reaches the objective: too little for the graph rebuilds it per batch, same pairs."""
+    modes: list[str] = []
+    original = Objective.curvature_at
+
+    def recording(self: Objective, theta: torch.Tensor, **kwargs: object):
+        at = original(self, theta, **kwargs)
+        modes.append(at._mode)
+        return at
+
+    monkeypatch.setattr(Objective, "curvature_at", recording)
+    small, roomy = (run(Setup(checkpoint=str(trained)), HessianConfig(top=2, memory_gib=gib)) for gib in (2**-10, 4.0))
+    assert modes[0] == "recompute" and modes[-1] == "reuse"
+    np.testing.assert_allclose(small.top.eigenvalues, roomy.top.eigenvalues, rtol=1e-5)
+    result = invoke("hessian", "--checkpoint", trained, "--top", 1, "--memory-gib", 0, "--estimate")
+    assert result.exit_code == 2 and "memory_gib" in result.stderr

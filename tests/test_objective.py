@@ -289,3 +289,25 @@ def test_a_tiny_transformer_works_on_every_path() -> None:
     loop = Objective(model, "cross_entropy", data, dtype="float64", many_mode="loop").loss_many(thetas)
     vmap = Objective(model, "cross_entropy", data, dtype="float64", many_mode="vmap").loss_many(thetas)
     torch.testing.assert_close(loop, vmap, rtol=1e-12, atol=0)
+
+
+def test_reuse_is_chosen_by_the_measured_graph_not_the_rough_bound() -> None:
+    """'auto' keeps the gradient graph when its measured size fits the budget (issue 17 §3).
+
+    The rough bound (8 × module outputs per row) refuses graphs that fit; the measured rule
+    counts the tensors the graph saves. Whatever the budget, the products are the same.
+    """
+    torch.manual_seed(0)
+    X, y = torch.randn(64, 1, 8, 8), torch.randint(0, 10, (64,))
+    model = build_model("resnet8:width=4", seed=0).eval()
+    probe = Objective(model, "cross_entropy", (X, y))
+    per_row, rough = probe.graph_bytes_per_row(), 8 * probe._bytes_per_row
+    assert probe._bytes_per_row < per_row < rough  # saves more than its outputs, less than the bound
+    fixed = 4 * probe.dim * 4
+    assert 1.5 < probe.at_float64().graph_bytes_per_row() / per_row < 2.5  # measured again at float64
+    between = Objective(model, "cross_entropy", (X, y), memory_budget=(64 * (per_row + rough)) // 2 + fixed)
+    below = Objective(model, "cross_entropy", (X, y), memory_budget=64 * per_row // 2)
+    at_between, at_below = between.curvature_at(between.theta0), below.curvature_at(below.theta0)
+    assert (at_between._mode, at_below._mode) == ("reuse", "recompute")
+    v = torch.randn(probe.dim)
+    torch.testing.assert_close(at_between.hvp(v), at_below.hvp(v), rtol=1e-4, atol=1e-5)

@@ -81,6 +81,14 @@ def hessian_command(
     compare_full: Annotated[
         bool, typer.Option("--compare-full", help="With --rows: lambda_max and the trace on all rows beside them.")
     ] = False,
+    memory_gib: Annotated[
+        float | None,
+        typer.Option(
+            "--memory-gib",
+            help="GiB the products may hold (default 1). Room for the gradient graph of every row makes "
+            "each product one backward pass; less rebuilds the graph per batch.",
+        ),
+    ] = None,
 ) -> None:
     """Curvature at a checkpoint: eigenpairs with residuals, trace, density, saddle, sharpness."""
     if ggn:

@@ -57,7 +57,7 @@ _INDEPENDENT = 4
 
 
 class _HasObjective(Protocol):
-    def objective(self) -> Objective: ...
+    def objective(self, **kwargs: Any) -> Objective: ...
 
 
 @dataclass
@@ -88,6 +88,9 @@ class HessianConfig(RecordedConfig):
     # None: 3 on a subsample (the fewest whose standard deviation has two degrees of freedom), else 1.
     subsamples: int | None = None
     compare_full: bool = False  # also λmax and the trace on every row, beside the subsamples'
+    # GiB the products may hold (None: the Objective's 1 GiB). Enough for the gradient graph of every
+    # row makes each product one backward pass ('reuse'); less rebuilds it per batch per product.
+    memory_gib: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("top", "bottom"):
@@ -108,6 +111,8 @@ class HessianConfig(RecordedConfig):
         check_int(self.seed, "seed", "hessian")
         if self.subsamples is not None:
             check_int(self.subsamples, "subsamples", "hessian", low=1)
+        if self.memory_gib is not None:
+            check_float(self.memory_gib, "memory_gib", "hessian", low=0.0, low_open=True)
         if self.saddle:
             self.top, self.bottom, self.density = max(self.top, 1), max(self.bottom, 5), True
         if self.sharpness:
@@ -200,8 +205,13 @@ def uncertified(pairs: Eigenpairs) -> list[str]:
     return lines
 
 
-def _objective(source: Objective | _HasObjective) -> Objective:
-    return source if isinstance(source, Objective) else source.objective()
+def _objective(source: Objective | _HasObjective, config: HessianConfig) -> Objective:
+    """``source`` itself, or the objective a setup builds, within ``config.memory_gib`` when given."""
+    if isinstance(source, Objective):
+        return source
+    if config.memory_gib is None:
+        return source.objective()
+    return source.objective(memory_budget=int(config.memory_gib * (1 << 30)))
 
 
 def _check_dim(config: HessianConfig, dim: int) -> None:
@@ -214,7 +224,7 @@ def _check_dim(config: HessianConfig, dim: int) -> None:
 
 def estimate(source: Objective | _HasObjective, config: HessianConfig) -> Estimate:
     """The products, gradients and points `run` would spend on ``config``, timed here."""
-    objective = _objective(source)
+    objective = _objective(source, config)
     _check_dim(config, objective.dim)
     est = estimate_curvature(
         objective.curvature_at(objective.theta0),
@@ -306,7 +316,7 @@ def run(
     """
     if not isinstance(config, HessianConfig):
         raise TypeError(f"run() takes a HessianConfig, not {type(config).__name__}")
-    objective = _objective(source)
+    objective = _objective(source, config)
     dim = objective.dim
     _check_dim(config, dim)
     _spread_count(objective, config)  # fail before any work on a spread that cannot be made
