@@ -6,6 +6,8 @@ torch) and skip cleanly without it; the option syntax is tested everywhere on ``
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -27,8 +29,23 @@ def test_keyword_options_reach_the_model_function() -> None:
         build_model("torch.nn:Linear,in_features=3,out_features=2,colour=1")
 
 
+def _torchvision_or_skip() -> None:
+    """Skip without torchvision, or with one that cannot load (PyPI's CUDA build beside a CPU torch)."""
+    try:
+        import torchvision  # noqa: F401
+    except Exception as exc:  # ImportError, or RuntimeError from its C extension
+        pytest.skip(f"torchvision cannot be imported here: {type(exc).__name__}: {exc}")
+
+
+def test_a_broken_installed_module_is_a_user_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "brokenvision.py").write_text("raise RuntimeError('operator brokenvision::nms does not exist')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(UserError, match=r"Importing the model module 'brokenvision' failed with RuntimeError.*Reinstall"):
+        build_model("brokenvision:resnet18")
+
+
 def _resnet18() -> tuple[torch.nn.Module, Objective]:
-    pytest.importorskip("torchvision")
+    _torchvision_or_skip()
     model = build_model("torchvision.models:resnet18,num_classes=10", seed=0)
     g = torch.Generator().manual_seed(0)
     X = torch.randn(6, 3, 32, 32, generator=g)  # ResNet-18's stem takes 3 channels

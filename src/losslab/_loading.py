@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from losslab.errors import UserError
 
 __all__ = [
@@ -162,6 +164,11 @@ def load_callable(spec: str, what: str) -> Callable[..., Any]:
             raise UserError(
                 f"The {what} module {where!r} cannot be imported ({exc}): install it or give "
                 "'path/to/file.py:function' instead."
+            ) from exc
+        except Exception as exc:  # installed but broken: e.g. a CUDA torchvision beside a CPU torch
+            raise UserError(
+                f"Importing the {what} module {where!r} failed with {type(exc).__name__}: {exc}. "
+                f"Reinstall it for this torch ({torch.__version__})."
             ) from exc
     fn = getattr(module, name, None)
     if fn is None or not callable(fn):
