@@ -40,7 +40,9 @@ def _torchvision_or_skip() -> None:
 def test_a_broken_installed_module_is_a_user_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "brokenvision.py").write_text("raise RuntimeError('operator brokenvision::nms does not exist')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    with pytest.raises(UserError, match=r"Importing the model module 'brokenvision' failed with RuntimeError.*Reinstall"):
+    with pytest.raises(
+        UserError, match=r"Importing the model module 'brokenvision' failed with RuntimeError.*Reinstall"
+    ):
         build_model("brokenvision:resnet18")
 
 
