@@ -24,6 +24,14 @@ dense run's learning-rate schedule from step k (``schedule='cosine'``; the defau
 constant schedule is the same at every step), as Frankle et al. (2020) rewind the
 schedule with the weights; re-initialized and random-mask runs start it at 0.
 
+Both presets train a digits MLP that is already stable at k = 0, so rewinding cannot
+matter there. A setting that is unstable at initialization (dense barrier ≈ 5 % at
+k = 0, ≤ 2 % from k ≈ 156 of 790 steps; about 10 min on one core, benchmarks/RESULTS.md):
+
+    losslab study lottery --model mlp:784-300-100-10 --data fashion-mnist:n=5000,test_n=2000 \
+        --set lr=0.1 --set schedule=cosine --set epochs=10 --set ks=0,20,78,156,312 \
+        --set keeps=0.512,0.262,0.134,0.069,0.035,0.018,0.009 --set points=7
+
 Masked training multiplies the gradient by the mask (`losslab.train.pruning`), which
 keeps pruned weights at exactly 0; every point counts the pruned entries that are not
 0 and the masks whose kept count differs from round(q · N) (per layer or overall): the
