@@ -211,6 +211,7 @@ def test_the_result_survives_the_store_and_draws_itself(tmp_path: Path, small: L
         ({"ks": (0, -1)}, "The 'ks' parameter of lottery must be an int ≥ 0. Got -1."),
         ({"scopes": ("global", "row")}, "The 'scopes' parameter of lottery must be one of"),
         ({"points": 1}, "The 'points' parameter of lottery must be an int ≥ 2. Got 1."),
+        ({"schedule": "step"}, "The 'schedule' parameter of lottery must be one of 'constant', 'cosine'."),
     ],
 )
 def test_settings_are_validated(options: dict, message: str) -> None:
