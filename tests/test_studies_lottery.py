@@ -139,6 +139,26 @@ def test_pruned_weights_are_exactly_zero_after_masked_training(optimizer: str) -
     assert pruned_nonzeros(free, mask) > 0
 
 
+def test_a_rewound_run_continues_the_learning_rate_schedule_from_its_step() -> None:
+    # Independent reference: full-batch GD written out by hand with the cosine rate of steps k … T−1.
+    objective = tiny_objective()
+    T, k, lr = 12, 5, 0.5
+    config = TrainConfig(optimizer="gd", lr=lr, schedule="cosine", steps=T - k)
+    mask = magnitude_mask(objective, objective.theta0, 0.5, "global")
+    theta, diverged = train_masked(objective, config, mask, objective.theta0, start_step=k)
+    reference = objective.theta0 * mask
+    for step in range(k, T):
+        rate = lr * 0.5 * (1.0 + np.cos(np.pi * step / T))
+        reference = reference - rate * objective.grad(reference) * mask
+    assert not diverged
+    np.testing.assert_allclose(theta.numpy(), reference.numpy(), rtol=0, atol=1e-12)
+    # The restarted schedule (start_step 0) is a different run: the comparison can fail.
+    restarted, _ = train_masked(objective, config, mask, objective.theta0)
+    assert np.abs(restarted.numpy() - reference.numpy()).max() > 1e-6
+    with pytest.raises(UserError, match="The 'start_step' parameter of masked training must be an int ≥ 0"):
+        train_masked(objective, config, mask, start_step=-1)
+
+
 SMALL = {"model": "mlp:64-16-10", "epochs": 2, "keeps": (0.5, 0.1), "ks": (0, 4), "points": 3, "train_size": 400}
 
 
@@ -191,6 +211,7 @@ def test_the_result_survives_the_store_and_draws_itself(tmp_path: Path, small: L
         ({"ks": (0, -1)}, "The 'ks' parameter of lottery must be an int ≥ 0. Got -1."),
         ({"scopes": ("global", "row")}, "The 'scopes' parameter of lottery must be one of"),
         ({"points": 1}, "The 'points' parameter of lottery must be an int ≥ 2. Got 1."),
+        ({"schedule": "step"}, "The 'schedule' parameter of lottery must be one of 'constant', 'cosine'."),
     ],
 )
 def test_settings_are_validated(options: dict, message: str) -> None:

@@ -19,6 +19,19 @@ at each rewind step k. Then, at each kept fraction q of the weight matrices:
   small barrier (≤ 2 %) is when rewinding to k gives a ticket that matches the dense
   net (Frankle et al.'s observation).
 
+Every run started from θ_k (tickets, IMP rounds, instability copies) continues the
+dense run's learning-rate schedule from step k (``schedule='cosine'``; the default
+constant schedule is the same at every step), as Frankle et al. (2020) rewind the
+schedule with the weights; re-initialized and random-mask runs start it at 0.
+
+Both presets train a digits MLP that is already stable at k = 0, so rewinding cannot
+matter there. A setting that is unstable at initialization (dense barrier ≈ 5 % at
+k = 0, ≤ 2 % from k ≈ 156 of 790 steps; about 10 min on one core, benchmarks/RESULTS.md):
+
+    losslab study lottery --model mlp:784-300-100-10 --data fashion-mnist:n=5000,test_n=2000 \
+        --set lr=0.1 --set schedule=cosine --set epochs=10 --set ks=0,20,78,156,312 \
+        --set keeps=0.512,0.262,0.134,0.069,0.035,0.018,0.009 --set points=7
+
 Masked training multiplies the gradient by the mask (`losslab.train.pruning`), which
 keeps pruned weights at exactly 0; every point counts the pruned entries that are not
 0 and the masks whose kept count differs from round(q · N) (per layer or overall): the
@@ -70,6 +83,7 @@ class LotteryConfig:
     optimizer: str = "momentum"  # plain SGD leaves the quick preset's dense net under-trained (~92 %)
     lr: float = 0.05  # heavy ball 0.9: effective step 0.5, stable for the zoo MLPs
     momentum: float = 0.9  # used by 'momentum' only
+    schedule: str = "constant"  # or cosine over the dense run's T steps; a run rewound to k continues it from k
     batch_size: int | None = 64
     epochs: int = 4  # the budget T of the dense run and of every retraining
     keeps: tuple[float, ...] = (0.5, 0.2, 0.1, 0.05)  # fractions of the weight matrices kept
@@ -94,7 +108,7 @@ class LotteryConfig:
             check_int(self.train_size, "train_size", owner, low=2)
 
     def train_config(self) -> TrainConfig:
-        return TrainConfig.of(self, "optimizer", "lr", "momentum", "batch_size", "epochs", "seed")
+        return TrainConfig.of(self, "optimizer", "lr", "momentum", "schedule", "batch_size", "epochs", "seed")
 
     def objective(self, device: str = "cpu", dtype: str = "float32", seed: int | None = None) -> Objective:
         """The model initialized with ``seed`` (default: the config's) on the (subset) training data."""
@@ -239,12 +253,13 @@ def _test_error_barrier(
     steps: int,
     seeds: list[int],
     points: int,
+    start_step: int,
 ) -> tuple[float, int, int]:
-    """(barrier, nonzero pruned entries, diverged runs) of two masked copies from ``start``."""
+    """(barrier, nonzero pruned entries, diverged runs) of two masked copies from ``start`` (step ``start_step``)."""
     child = replace(train_config, steps=steps)
     copies, nonzero, diverged = [], 0, 0
     for seed in seeds:
-        theta, bad = train_masked(objective, replace(child, seed=seed), mask, start)
+        theta, bad = train_masked(objective, replace(child, seed=seed), mask, start, start_step=start_step)
         copies.append(Network(theta, {}))
         nonzero += pruned_nonzeros(theta, mask)
         diverged += bad
@@ -295,7 +310,7 @@ def lottery(config: LotteryConfig, context: StudyContext) -> LotteryResult:
     def dense_split(i: int) -> LotteryImpPoint:
         everything = torch.ones(objective.dim, dtype=torch.bool, device=final.device)
         height, nonzero, diverged = _test_error_barrier(
-            objective, train_config, rewound[ks[i]], everything, total - ks[i], seeds, config.points
+            objective, train_config, rewound[ks[i]], everything, total - ks[i], seeds, config.points, ks[i]
         )
         return LotteryImpPoint(np.array([height]), 0, nonzero, diverged)
 
@@ -304,21 +319,21 @@ def lottery(config: LotteryConfig, context: StudyContext) -> LotteryResult:
         mask = magnitude_mask(objective, final, keep, scope)
         nonzero, diverged = 0, 0
 
-        def run(start: torch.Tensor, steps: int, m: torch.Tensor) -> float:
+        def run(start: torch.Tensor, k: int, m: torch.Tensor) -> float:
             nonlocal nonzero, diverged
-            theta, bad = train_masked(objective, replace(train_config, steps=steps), m, start)
+            theta, bad = train_masked(objective, replace(train_config, steps=total - k), m, start, start_step=k)
             nonzero += pruned_nonzeros(theta, m)
             diverged += bad
             return _accuracy(objective, theta)
 
-        tickets = np.array([run(rewound[k], total - k, mask) for k in ks])
-        reinit = run(reinit_theta, total, mask)
-        random = run(objective.theta0, total, random_mask_like(objective, mask, config.seed + 1))
+        tickets = np.array([run(rewound[k], k, mask) for k in ks])
+        reinit = run(reinit_theta, 0, mask)
+        random = run(objective.theta0, 0, random_mask_like(objective, mask, config.seed + 1))
         heights = np.full(len(ks), np.nan)
         if scope == "global":
             for j, k in enumerate(ks):
                 heights[j], more, bad = _test_error_barrier(
-                    objective, train_config, rewound[k], mask, total - k, seeds, config.points
+                    objective, train_config, rewound[k], mask, total - k, seeds, config.points, k
                 )
                 nonzero, diverged = nonzero + more, diverged + bad
         return LotteryPoint(
@@ -340,7 +355,9 @@ def lottery(config: LotteryConfig, context: StudyContext) -> LotteryResult:
         for keep in keeps:  # largest first: each round prunes the previous round's survivors
             mask = magnitude_mask(objective, trained, keep, scope, previous=mask)
             violations += mask_violations(objective, mask, keep, scope)
-            trained, bad = train_masked(objective, replace(train_config, steps=total - k), mask, rewound[k])
+            trained, bad = train_masked(
+                objective, replace(train_config, steps=total - k), mask, rewound[k], start_step=k
+            )
             nonzero += pruned_nonzeros(trained, mask)
             diverged += bad
             accuracy.append(_accuracy(objective, trained))

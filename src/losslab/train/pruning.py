@@ -26,7 +26,7 @@ import math
 import numpy as np
 import torch
 
-from losslab.errors import UserError, check_choice, check_float
+from losslab.errors import UserError, check_choice, check_float, check_int
 from losslab.objective import Objective
 from losslab.train.config import TrainConfig
 from losslab.train.optim import FlatOptimizer
@@ -135,17 +135,24 @@ def train_masked(
     config: TrainConfig,
     mask: torch.Tensor,
     theta: torch.Tensor | None = None,
+    *,
+    start_step: int = 0,
 ) -> tuple[torch.Tensor, bool]:
     """Train θ ⊙ mask with the gradient masked at every step; (final θ, diverged).
 
     Same steps, batch order and forward seeds as `losslab.train.train` with ``config``;
     pruned entries stay exactly 0 (see the module docstring). Batch norm is refused:
-    its running statistics are not tracked here.
+    its running statistics are not tracked here. ``start_step`` is where on the
+    learning-rate schedule θ was taken: step s uses ``config.lr_at(start_step + s,
+    start_step + total)``, so a run rewound to step k of a T-step run continues that
+    run's schedule from k (Frankle et al. 2020) instead of restarting it (0: the
+    trainer's own schedule; no effect under the constant schedule).
     """
     from losslab.connectivity import has_batch_norm
 
     if has_batch_norm(objective.model):
         raise UserError("Masked training does not track batch-norm statistics: use a model without batch norm.")
+    check_int(start_step, "start_step", "masked training", low=0)
     theta = objective.as_theta(objective.theta0 if theta is None else theta).detach().clone()
     keep = mask.to(device=theta.device, dtype=theta.dtype)
     theta.mul_(keep)
@@ -166,7 +173,7 @@ def train_masked(
             (grad,) = torch.autograd.grad(value, params)
             if not (torch.isfinite(value) and torch.isfinite(grad).all()):
                 return theta, True
-            theta = optimizer.step(theta, grad * keep, config.lr_at(step, total))
+            theta = optimizer.step(theta, grad * keep, config.lr_at(start_step + step, start_step + total))
     return theta, False
 
 
