@@ -19,7 +19,7 @@ from losslab.data import load_data
 from losslab.errors import UserError
 from losslab.models import build_model
 from losslab.studies import STUDIES, StudyContext, subset
-from losslab.studies.depth import DepthConfig, DepthResult, _plane_twins
+from losslab.studies.depth import RESNET_QUICK, DepthConfig, DepthResult, _plane_twins
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -74,6 +74,9 @@ def test_gradients_and_the_convexity_map_by_hand() -> None:
         record_every=10,
         lanczos_tol=1e-9,
         max_hvps=800,
+        bottom=100,
+        slq_starts=4,
+        slq_steps=400,  # ≥ D = 366: the quadrature is exact, only the random starts are left
         grid=3,
         convexity_grid=3,
     )
@@ -113,6 +116,27 @@ def test_gradients_and_the_convexity_map_by_hand() -> None:
         assert plane_.lambda_min[1, 1] == pytest.approx(lo, abs=1e-6 * hi)
         assert plane_.convexity[1, 1] == pytest.approx(abs(lo / hi), abs=1e-5)
         assert point.lambda_max_end[0] == pytest.approx(hi, rel=1e-6)
+        # The saddle index at init and at the end of seed 0 against the dense float64 eigendecomposition.
+        theta_init = build_model(point.model, seed=0).double()
+        theta_init = torch.cat([p.detach().reshape(-1) for p in theta_init.parameters()])
+        for when, at in (("init", theta_init), ("end", theta)):
+            values, vectors = torch.linalg.eigh(torch.func.hessian(loss)(at))
+            tau = 1e-3 * float(values[-1])  # the default τ of saddle_index
+            below = values < -tau
+            count, dim = int(below.sum()), len(values)
+            assert getattr(point, f"tau_{when}")[0] == pytest.approx(tau, rel=1e-6)
+            assert getattr(point, f"lambda_min_{when}")[0] == pytest.approx(float(values[0]), abs=1e-6 * float(values[-1]))
+            # Every bottom Ritz value is exact here, so the certified count is min(count, bottom) …
+            assert getattr(point, f"count_lower_{when}")[0] == min(count, 100)
+            assert 0 < count < 100, "the case must exercise the exact count"
+            # … and below 100 the bottom pairs certify it: the interval is the exact fraction.
+            low, high = (getattr(point, f"index_{when}{s}")[0] for s in ("_low", "_high"))
+            assert low == high == count / dim
+            # The quadrature is exact at 400 ≥ D steps, so each start's estimate is zᵀPz/D for the projector
+            # P onto the eigenvectors below −τ and a Rademacher z: mean c/D, variance 2(‖P‖²_F − Σ P_ii²)/D².
+            P = vectors[:, below] @ vectors[:, below].T
+            sd = float(torch.sqrt(2 * (P.square().sum() - P.diagonal().square().sum()) / 4)) / dim
+            assert abs(getattr(point, f"index_{when}")[0] - count / dim) <= 5 * sd
 
 
 def test_settings_are_validated() -> None:

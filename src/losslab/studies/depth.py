@@ -172,15 +172,23 @@ class DepthConfig:
 
 
 # The quick preset's ResNet variant (`study.config("quick", **RESNET_QUICK)`, or the same as --set options):
-# digits as 8×8 images, ResNet-8 and -20 of base width 4 and their -noshort twins, 300 rows.
+# digits as 8×8 images, ResNet-8 and -14 of base width 4 and their -noshort twins, 100 rows, 2 seeds, a small
+# curvature budget (the Lanczos pairs are not converged: λmin is an upper bound, the count a certified lower one).
 RESNET_QUICK: dict[str, Any] = {
     "family": "resnet",
     "data": "digits:images=true",
-    "train_size": 300,
-    "depths": (8, 20),
+    "train_size": 100,
+    "depths": (8, 14),
     "width": 4,
-    "steps": 150,
-    "slq_steps": 32,
+    "seeds": 2,
+    "steps": 100,
+    "batch_size": 32,
+    "max_hvps": 24,
+    "bottom": 2,
+    "slq_starts": 2,
+    "slq_steps": 10,
+    "grid": 7,
+    "convexity_grid": 1,
 }
 
 
