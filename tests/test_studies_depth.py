@@ -198,3 +198,66 @@ def test_planes_move_to_the_deepest_depth_where_both_twins_have_a_finite_end() -
     for p in points:
         p.stopped = [bad, bad]
     assert _plane_twins(config, points) == []  # type: ignore[arg-type]
+
+
+def test_resnet_twins_with_batch_norm_on_the_quick_preset() -> None:
+    # ResNet-8/14 vs their -noshort twins on digits images (RESNET_QUICK, ~45 s on a shared core).
+    study = STUDIES["depth"]
+    result = study.run(study.config("quick", **RESNET_QUICK), StudyContext())
+    data = subset(load_data("digits:images=true"), 100, 0)
+    for depth in (8, 14):
+        plain, res = result.point(depth, False), result.point(depth, True)
+        # Every plain parameter has its residual twin's name and shape; the twin adds only the two 1×1
+        # projection shortcuts with batch norm (w→2w and 2w→4w): 10w² + 12w weights for w = 4.
+        a, b = build_model(plain.model), build_model(res.model)
+        shapes = {n: p.shape for n, p in b.named_parameters()}
+        assert all(shapes[n] == p.shape for n, p in a.named_parameters())
+        assert res.params - plain.params == 10 * 4**2 + 12 * 4 == sum(
+            p.numel() for n, p in b.named_parameters() if "shortcut" in n
+        )
+        for point in (plain, res):
+            assert point.stopped == ["budget", "budget"]
+            for when in ("init", "end"):
+                index, low, high = (getattr(point, f"index_{when}{s}") for s in ("", "_low", "_high"))
+                lam_min, tau = getattr(point, f"lambda_min_{when}"), getattr(point, f"tau_{when}")
+                assert np.all((0 <= low) & (low <= high) & (high <= 1) & (0 <= index) & (index <= 1))
+                # A bottom Ritz value below −τ certifies an eigenvalue there (interlacing): count ≥ 1 iff λmin < −τ.
+                assert np.array_equal(getattr(point, f"count_lower_{when}") >= 1, lam_min < -tau)
+                assert np.all(np.isfinite(getattr(point, f"lambda_max_{when}")))
+            # Batch norm, by an independent route on a fresh module: at init the loss is train-mode batch norm
+            # on the whole training set as one batch; at the end, eval mode with the statistics training kept.
+            for k in range(2):
+                model = build_model(point.model, seed=k).train()
+                with torch.no_grad():
+                    ref = torch.nn.functional.cross_entropy(model(data.X_train), data.y_train)
+                assert point.loss_init[k] == pytest.approx(float(ref), rel=1e-4)
+                assert point.loss_curve[0, k] == pytest.approx(point.loss_init[k], rel=1e-5)
+                state, start = {}, 0
+                for name, buf in model.named_buffers():
+                    state[name] = torch.as_tensor(point.buffers_end[k][start : start + buf.numel()]).reshape(buf.shape)
+                    state[name] = state[name].to(buf.dtype)
+                    start += buf.numel()
+                params = {n: p for n, p in model.named_parameters()}
+                flat, start = torch.as_tensor(point.theta_end[k]), 0
+                for name, p in params.items():
+                    state[name] = flat[start : start + p.numel()].reshape(p.shape)
+                    start += p.numel()
+                model.load_state_dict(state)
+                with torch.no_grad():
+                    ref = torch.nn.functional.cross_entropy(model.eval()(data.X_train), data.y_train)
+                assert point.final_loss[k] == pytest.approx(float(ref), rel=1e-4)
+    # Deep plain nets with batch norm explode their gradients toward the stem at init (Yang et al. 2019): at
+    # depth 14 the stem/head ratio of every plain seed is above the residual twin's (by > 2× at this seed).
+    plain, res = result.point(14, False), result.point(14, True)
+    ratio = lambda p: p.grad_norm_init[:, 0] / p.grad_norm_init[:, -1]  # noqa: E731
+    assert np.all(ratio(plain) > ratio(res))
+    for plane_ in result.planes:
+        point = result.point(14, plane_.residual)
+        assert (plane_.depth, plane_.member) == (14, 0)
+        center = plane_.loss[len(plane_.a) // 2, len(plane_.b) // 2]
+        assert center == pytest.approx(point.final_loss[0], rel=1e-5)
+        assert np.all(np.isfinite(plane_.loss)) and np.all(np.isfinite(plane_.convexity))
+    with pytest.raises(UserError, match="6n\\+2"):
+        study.config("quick", family="resnet", depths=(8, 10))
+    with pytest.raises(UserError, match="image data"):
+        study.run(study.config("quick", family="resnet", depths=(8,), data="digits"), StudyContext())
