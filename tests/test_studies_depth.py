@@ -125,7 +125,9 @@ def test_gradients_and_the_convexity_map_by_hand() -> None:
             below = values < -tau
             count, dim = int(below.sum()), len(values)
             assert getattr(point, f"tau_{when}")[0] == pytest.approx(tau, rel=1e-6)
-            assert getattr(point, f"lambda_min_{when}")[0] == pytest.approx(float(values[0]), abs=1e-6 * float(values[-1]))
+            assert getattr(point, f"lambda_min_{when}")[0] == pytest.approx(
+                float(values[0]), abs=1e-6 * float(values[-1])
+            )
             # Every bottom Ritz value is exact here, so the certified count is min(count, bottom) …
             assert getattr(point, f"count_lower_{when}")[0] == min(count, 100)
             assert 0 < count < 100, "the case must exercise the exact count"
@@ -212,8 +214,10 @@ def test_resnet_twins_with_batch_norm_on_the_quick_preset() -> None:
         a, b = build_model(plain.model), build_model(res.model)
         shapes = {n: p.shape for n, p in b.named_parameters()}
         assert all(shapes[n] == p.shape for n, p in a.named_parameters())
-        assert res.params - plain.params == 10 * 4**2 + 12 * 4 == sum(
-            p.numel() for n, p in b.named_parameters() if "shortcut" in n
+        assert (
+            res.params - plain.params
+            == 10 * 4**2 + 12 * 4
+            == sum(p.numel() for n, p in b.named_parameters() if "shortcut" in n)
         )
         for point in (plain, res):
             assert point.stopped == ["budget", "budget"]

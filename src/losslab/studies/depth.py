@@ -163,8 +163,7 @@ class DepthConfig:
             return f"{name}:width={self.width},in={data.input_shape[0]},classes={data.output_dim}"
         fan_in = int(np.prod(data.input_shape))
         return (
-            f"deep:{depth},width={self.width},in={fan_in},out={data.output_dim},act={self.act},"
-            f"residual={int(residual)}"
+            f"deep:{depth},width={self.width},in={fan_in},out={data.output_dim},act={self.act},residual={int(residual)}"
         )
 
     def train_config(self) -> TrainConfig:
@@ -433,7 +432,9 @@ def _train_members(
         accuracy = np.asarray(result.history["test_accuracy"][-1], dtype=np.float64).reshape(-1)
         steps = np.asarray(result.history["step"], dtype=np.float64)
         return steps, curve, accuracy, result.thetas, list(result.stopped), np.zeros((len(seeds), 0))
-    runs = [train(init, replace(train_config, seed=s), theta=t) for init, t, s in zip(inits, thetas, seeds, strict=True)]
+    runs = [
+        train(init, replace(train_config, seed=s), theta=t) for init, t, s in zip(inits, thetas, seeds, strict=True)
+    ]
     longest = max(runs, key=lambda r: len(r.history["step"]))
     steps = np.asarray(longest.history["step"], dtype=np.float64)
     curve = np.full((len(steps), len(seeds)), np.nan)
@@ -598,7 +599,7 @@ def _bn_layers(objective: Objective) -> int:
 
 @register_study(
     "depth",
-    "Plain vs residual MLPs or ResNets over depth: trainability, gradients at init, curvature and saddle index, planes.",
+    "Plain vs residual MLPs or ResNets over depth: trainability, gradients at init, curvature, saddle index, planes.",
     DepthConfig,
     quick=DepthConfig(
         data="digits",
