@@ -265,3 +265,44 @@ def test_resnet_twins_with_batch_norm_on_the_quick_preset() -> None:
         study.config("quick", family="resnet", depths=(8, 10))
     with pytest.raises(UserError, match="image data"):
         study.run(study.config("quick", family="resnet", depths=(8,), data="digits"), StudyContext())
+
+
+RESNET_TINY = [
+    "family=resnet",
+    "data=digits:images=true",
+    "depths=8,14",
+    "width=2",
+    "seeds=1",
+    "steps=20",
+    "train_size=60",
+    "max_hvps=12",
+    "bottom=1",
+    "slq_starts=2",
+    "slq_steps=4",
+    "grid=3",
+    "convexity_grid=1",
+]
+
+
+def _resnet_command(out: Path) -> list[str]:
+    tiny = [arg for item in RESNET_TINY for arg in ("--set", item)]
+    return [sys.executable, "-m", "losslab.cli", "study", "depth", "--quick", *tiny, "--out", str(out), "--json"]
+
+
+def test_a_killed_resnet_study_resumes_bit_identically_and_its_estimate_counts_the_runs(tmp_path: Path) -> None:
+    killed, clean = tmp_path / "killed", tmp_path / "clean"
+    kill_mid_sweep_then_resume(_resnet_command, killed, clean, "depth", at_least=1, below=4)
+    a, b = load(killed), load(clean)
+    assert a.manifest["resumed"] and a.status == "complete"
+    for pa, pb in zip(a.result.points, b.result.points, strict=True):
+        for name in ("final_loss", "buffers_end", "theta_end", "index_init", "index_end", "lambda_max_end"):
+            assert getattr(pa, name).tobytes() == getattr(pb, name).tobytes(), name
+        assert pa.buffers_end.shape[1] > 0  # the batch-norm statistics travel with the point
+    settings = [arg for item in RESNET_TINY for arg in ("--set", item)]
+    out = CliRunner().invoke(app, ["study", "depth", "--quick", *settings, "--estimate", "--json"])
+    assert out.exit_code == 0, out.output
+    work = json.loads(out.stdout)["estimate"]["work"]
+    steps = [w for w in work if w["what"].startswith("depth 8 plain: each seed: optimizer steps")]
+    assert len(steps) == 1 and steps[0]["count"] == 20  # one seed, 20 steps, trained alone (batch norm)
+    density = [w for w in work if w["what"].startswith("depth 14 residual: λmax, λmin and the saddle index")]
+    assert any("density" in w["what"] and w["count"] == 2 * 2 * 4 for w in density)  # init and end × 2 starts × 4
