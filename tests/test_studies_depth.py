@@ -19,7 +19,7 @@ from losslab.data import load_data
 from losslab.errors import UserError
 from losslab.models import build_model
 from losslab.studies import STUDIES, StudyContext, subset
-from losslab.studies.depth import DepthConfig, DepthResult, _plane_twins
+from losslab.studies.depth import RESNET_QUICK, DepthConfig, DepthResult, _plane_twins
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -74,6 +74,9 @@ def test_gradients_and_the_convexity_map_by_hand() -> None:
         record_every=10,
         lanczos_tol=1e-9,
         max_hvps=800,
+        bottom=100,
+        slq_starts=4,
+        slq_steps=400,  # ≥ D = 366: the quadrature is exact, only the random starts are left
         grid=3,
         convexity_grid=3,
     )
@@ -113,6 +116,29 @@ def test_gradients_and_the_convexity_map_by_hand() -> None:
         assert plane_.lambda_min[1, 1] == pytest.approx(lo, abs=1e-6 * hi)
         assert plane_.convexity[1, 1] == pytest.approx(abs(lo / hi), abs=1e-5)
         assert point.lambda_max_end[0] == pytest.approx(hi, rel=1e-6)
+        # The saddle index at init and at the end of seed 0 against the dense float64 eigendecomposition.
+        theta_init = build_model(point.model, seed=0).double()
+        theta_init = torch.cat([p.detach().reshape(-1) for p in theta_init.parameters()])
+        for when, at in (("init", theta_init), ("end", theta)):
+            values, vectors = torch.linalg.eigh(torch.func.hessian(loss)(at))
+            tau = 1e-3 * float(values[-1])  # the default τ of saddle_index
+            below = values < -tau
+            count, dim = int(below.sum()), len(values)
+            assert getattr(point, f"tau_{when}")[0] == pytest.approx(tau, rel=1e-6)
+            assert getattr(point, f"lambda_min_{when}")[0] == pytest.approx(
+                float(values[0]), abs=1e-6 * float(values[-1])
+            )
+            # Every bottom Ritz value is exact here, so the certified count is min(count, bottom) …
+            assert getattr(point, f"count_lower_{when}")[0] == min(count, 100)
+            assert 0 < count < 100, "the case must exercise the exact count"
+            # … and below 100 the bottom pairs certify it: the interval is the exact fraction.
+            low, high = (getattr(point, f"index_{when}{s}")[0] for s in ("_low", "_high"))
+            assert low == high == count / dim
+            # The quadrature is exact at 400 ≥ D steps, so each start's estimate is zᵀPz/D for the projector
+            # P onto the eigenvectors below −τ and a Rademacher z: mean c/D, variance 2(‖P‖²_F − Σ P_ii²)/D².
+            P = vectors[:, below] @ vectors[:, below].T
+            sd = float(torch.sqrt(2 * (P.square().sum() - P.diagonal().square().sum()) / 4)) / dim
+            assert abs(getattr(point, f"index_{when}")[0] - count / dim) <= 5 * sd
 
 
 def test_settings_are_validated() -> None:
@@ -174,3 +200,109 @@ def test_planes_move_to_the_deepest_depth_where_both_twins_have_a_finite_end() -
     for p in points:
         p.stopped = [bad, bad]
     assert _plane_twins(config, points) == []  # type: ignore[arg-type]
+
+
+def test_resnet_twins_with_batch_norm_on_the_quick_preset() -> None:
+    # ResNet-8/14 vs their -noshort twins on digits images (RESNET_QUICK, ~45 s on a shared core).
+    study = STUDIES["depth"]
+    result = study.run(study.config("quick", **RESNET_QUICK), StudyContext())
+    data = subset(load_data("digits:images=true"), 100, 0)
+    for depth in (8, 14):
+        plain, res = result.point(depth, False), result.point(depth, True)
+        # Every plain parameter has its residual twin's name and shape; the twin adds only the two 1×1
+        # projection shortcuts with batch norm (w→2w and 2w→4w): 10w² + 12w weights for w = 4.
+        a, b = build_model(plain.model), build_model(res.model)
+        shapes = {n: p.shape for n, p in b.named_parameters()}
+        assert all(shapes[n] == p.shape for n, p in a.named_parameters())
+        assert (
+            res.params - plain.params
+            == 10 * 4**2 + 12 * 4
+            == sum(p.numel() for n, p in b.named_parameters() if "shortcut" in n)
+        )
+        for point in (plain, res):
+            assert point.stopped == ["budget", "budget"]
+            for when in ("init", "end"):
+                index, low, high = (getattr(point, f"index_{when}{s}") for s in ("", "_low", "_high"))
+                lam_min, tau = getattr(point, f"lambda_min_{when}"), getattr(point, f"tau_{when}")
+                assert np.all((0 <= low) & (low <= high) & (high <= 1) & (0 <= index) & (index <= 1))
+                # A bottom Ritz value below −τ certifies an eigenvalue there (interlacing): count ≥ 1 iff λmin < −τ.
+                assert np.array_equal(getattr(point, f"count_lower_{when}") >= 1, lam_min < -tau)
+                assert np.all(np.isfinite(getattr(point, f"lambda_max_{when}")))
+            # Batch norm, by an independent route on a fresh module: at init the loss is train-mode batch norm
+            # on the whole training set as one batch; at the end, eval mode with the statistics training kept.
+            for k in range(2):
+                model = build_model(point.model, seed=k).train()
+                with torch.no_grad():
+                    ref = torch.nn.functional.cross_entropy(model(data.X_train), data.y_train)
+                assert point.loss_init[k] == pytest.approx(float(ref), rel=1e-4)
+                assert point.loss_curve[0, k] == pytest.approx(point.loss_init[k], rel=1e-5)
+                state, start = {}, 0
+                for name, buf in model.named_buffers():
+                    state[name] = torch.as_tensor(point.buffers_end[k][start : start + buf.numel()]).reshape(buf.shape)
+                    state[name] = state[name].to(buf.dtype)
+                    start += buf.numel()
+                params = {n: p for n, p in model.named_parameters()}
+                flat, start = torch.as_tensor(point.theta_end[k]), 0
+                for name, p in params.items():
+                    state[name] = flat[start : start + p.numel()].reshape(p.shape)
+                    start += p.numel()
+                model.load_state_dict(state)
+                with torch.no_grad():
+                    ref = torch.nn.functional.cross_entropy(model.eval()(data.X_train), data.y_train)
+                assert point.final_loss[k] == pytest.approx(float(ref), rel=1e-4)
+    # Deep plain nets with batch norm explode their gradients toward the stem at init (Yang et al. 2019): at
+    # depth 14 the stem/head ratio of every plain seed is above the residual twin's (by > 2× at this seed).
+    plain, res = result.point(14, False), result.point(14, True)
+    ratio = lambda p: p.grad_norm_init[:, 0] / p.grad_norm_init[:, -1]  # noqa: E731
+    assert np.all(ratio(plain) > ratio(res))
+    for plane_ in result.planes:
+        point = result.point(14, plane_.residual)
+        assert (plane_.depth, plane_.member) == (14, 0)
+        center = plane_.loss[len(plane_.a) // 2, len(plane_.b) // 2]
+        assert center == pytest.approx(point.final_loss[0], rel=1e-5)
+        assert np.all(np.isfinite(plane_.loss)) and np.all(np.isfinite(plane_.convexity))
+    with pytest.raises(UserError, match="6n\\+2"):
+        study.config("quick", family="resnet", depths=(8, 10))
+    with pytest.raises(UserError, match="image data"):
+        study.run(study.config("quick", family="resnet", depths=(8,), data="digits"), StudyContext())
+
+
+RESNET_TINY = [
+    "family=resnet",
+    "data=digits:images=true",
+    "depths=8,14",
+    "width=2",
+    "seeds=1",
+    "steps=20",
+    "train_size=60",
+    "max_hvps=12",
+    "bottom=1",
+    "slq_starts=2",
+    "slq_steps=4",
+    "grid=3",
+    "convexity_grid=1",
+]
+
+
+def _resnet_command(out: Path) -> list[str]:
+    tiny = [arg for item in RESNET_TINY for arg in ("--set", item)]
+    return [sys.executable, "-m", "losslab.cli", "study", "depth", "--quick", *tiny, "--out", str(out), "--json"]
+
+
+def test_a_killed_resnet_study_resumes_bit_identically_and_its_estimate_counts_the_runs(tmp_path: Path) -> None:
+    killed, clean = tmp_path / "killed", tmp_path / "clean"
+    kill_mid_sweep_then_resume(_resnet_command, killed, clean, "depth", at_least=1, below=4)
+    a, b = load(killed), load(clean)
+    assert a.manifest["resumed"] and a.status == "complete"
+    for pa, pb in zip(a.result.points, b.result.points, strict=True):
+        for name in ("final_loss", "buffers_end", "theta_end", "index_init", "index_end", "lambda_max_end"):
+            assert getattr(pa, name).tobytes() == getattr(pb, name).tobytes(), name
+        assert pa.buffers_end.shape[1] > 0  # the batch-norm statistics travel with the point
+    settings = [arg for item in RESNET_TINY for arg in ("--set", item)]
+    out = CliRunner().invoke(app, ["study", "depth", "--quick", *settings, "--estimate", "--json"])
+    assert out.exit_code == 0, out.output
+    work = json.loads(out.stdout)["estimate"]["work"]
+    steps = [w for w in work if w["what"].startswith("depth 8 plain: each seed: optimizer steps")]
+    assert len(steps) == 1 and steps[0]["count"] == 20  # one seed, 20 steps, trained alone (batch norm)
+    density = [w for w in work if w["what"].startswith("depth 14 residual: λmax, λmin and the saddle index")]
+    assert any("density" in w["what"] and w["count"] == 2 * 2 * 4 for w in density)  # init and end × 2 starts × 4

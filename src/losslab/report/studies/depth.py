@@ -26,15 +26,20 @@ def _spread(values: np.ndarray) -> tuple[float, float, float]:
 @draws(DepthResult)
 def _depth(result: DepthResult) -> list[Figure]:
     cfg = result.config
-    fig, (ax_loss, ax_frac, ax_grad, ax_lam) = new_figure(17, 3.8, ncols=4)
+    resnet = cfg.get("family", "mlp") == "resnet"
+    saddles = all(len(p.index_init) for p in result.points)  # runs saved before the saddle index lack it
+    ncols = 5 if saddles else 4
+    fig, axes = new_figure(21 if saddles else 17, 3.8, ncols=ncols)
+    ax_loss, ax_frac, ax_grad, ax_lam = axes[:4]
     inter = make_subplots(
         rows=1,
-        cols=4,
+        cols=ncols,
         subplot_titles=(
             "final train loss (median, min–max)",
             "fraction of seeds that train",
             f"gradient norm per layer at init, depth {max(cfg['depths'])}",
             "λmax at init (dashed) and at the end",
+            *(["saddle index at init (dashed) and end (widest interval)"] if saddles else []),
         ),
     )
     deepest = max(p.depth for p in result.points)
@@ -86,27 +91,61 @@ def _depth(result: DepthResult) -> list[Figure]:
         inter.add_trace(
             go.Scatter(x=depths, y=lam_end, mode="lines+markers", showlegend=False, line={"color": color}), 1, 4
         )
-    ax_loss.set(xscale="log", yscale="log", xlabel="depth (hidden layers)", ylabel="final train loss")
+        if saddles:
+            for when, style, dash in (("init", "s--", "dash"), ("end", "o-", None)):
+                med = np.array([_spread(getattr(p, f"index_{when}"))[0] for p in rows])
+                low = np.array([np.nanmin(getattr(p, f"index_{when}_low"), initial=np.nan) for p in rows])
+                high = np.array([np.nanmax(getattr(p, f"index_{when}_high"), initial=np.nan) for p in rows])
+                err = [np.maximum(med - low, 0), np.maximum(high - med, 0)]
+                axes[4].errorbar(depths, med, yerr=err, fmt=style, color=color, capsize=3, label=f"{name}, {when}")
+                inter.add_trace(
+                    go.Scatter(
+                        x=depths,
+                        y=med,
+                        mode="lines+markers",
+                        showlegend=False,
+                        line={"color": color, "dash": dash},
+                        error_y={"type": "data", "symmetric": False, "array": err[1], "arrayminus": err[0]},
+                    ),
+                    1,
+                    5,
+                )
+    unit = "depth (layers, 6n+2)" if resnet else "depth (hidden layers)"
+    ax_loss.set(xscale="log", yscale="log", xlabel=unit, ylabel="final train loss")
     ax_frac.set(xscale="log", xlabel="depth", ylabel="fraction of seeds", ylim=(-0.05, 1.05))
     ax_grad.set(xlabel="layer (0: stem, last: head)", ylabel="‖∂L/∂θ_layer‖ at init")
     ax_lam.set(xscale="log", yscale="log", xlabel="depth", ylabel="λmax")
+    if saddles:
+        axes[4].set(xscale="log", xlabel="depth", ylabel="fraction of eigenvalues < −τ", ylim=(-0.05, 1.05))
     ticks = sorted({p.depth for p in result.points})  # label the depths run, not log-axis decades
-    for ax in (ax_loss, ax_frac, ax_lam):
+    for ax in (ax_loss, ax_frac, ax_lam, *axes[4:]):
         ax.minorticks_off()
         ax.set_xticks(ticks, [str(t) for t in ticks])
-    for ax in (ax_loss, ax_frac, ax_grad, ax_lam):
+    for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    for col in (1, 2, 4):
+    for col in (1, 2, 4, 5)[: ncols - 1]:
         inter.update_xaxes(type="log", row=1, col=col)
     for col in (1, 3, 4):
         inter.update_yaxes(type="log", row=1, col=col)
     inter.update_layout(height=400, margin={"t": 50})
+    if resnet:
+        nets = f"CIFAR-style ResNets (resnetN vs resnetN-noshort, batch norm) of base width {cfg['width']}"
+        twins = "The residual twin adds only the 1×1 projection shortcuts; batch norm trains in train mode, "
+        twins += "everything else is measured in eval mode."
+    else:
+        nets = f"MLPs of width {cfg['width']} ({cfg['act']})"
+        twins = "Plain and residual twins have the same parameters; only the skip differs."
     caption = (
-        f"MLPs of width {cfg['width']} ({cfg['act']}) on {result.n_train} rows of {cfg['data']}, "
+        f"{nets} on {result.n_train} rows of {cfg['data']}, "
         f"{cfg['seeds']} seeds, {cfg['optimizer']} lr {cfg['lr']:g}, batch {cfg['batch_size']}, {cfg['steps']} steps. "
-        f"A seed trains when its final loss is below {cfg['trains_below']:g}·ln {result.classes}. "
-        "Plain and residual twins have the same parameters; only the skip differs."
+        f"A seed trains when its final loss is below {cfg['trains_below']:g}·ln {result.classes}. {twins}"
+        + (
+            " Saddle index: the share of Hessian eigenvalues below −τ by stochastic Lanczos quadrature (median "
+            "over seeds; bars: the widest interval of any seed, which covers the quadrature's own error)."
+            if saddles
+            else ""
+        )
     )
     figures = [Figure("depth", "Depth: plain vs residual networks", fig, inter, caption)]
 
@@ -152,7 +191,9 @@ def _depth(result: DepthResult) -> list[Figure]:
             f"Depth {result.planes[0].depth or deepest}, final θ of seed index "
             f"{'/'.join(str(p.member) for p in result.planes)}: the train loss on a "
             f"{cfg['grid']}×{cfg['grid']} plane along two "
-            "filter-normalized Gaussian directions (one draw for both twins), and |λmin/λmax| of the Hessian on a "
+            "filter-normalized Gaussian directions ("
+            + ("draws differ: the shortcuts change the layout" if resnet else "one draw for both twins")
+            + "), and |λmin/λmax| of the Hessian on a "
             f"{cfg['convexity_grid']}×{cfg['convexity_grid']} grid of the same plane (Li et al. 2018, Fig. 5 and 7: "
             "near 0 is locally convex)."
         )
