@@ -50,8 +50,8 @@ import torch
 import torch.nn.functional as F
 from _common import emit
 
-PARTS = ("losslab_top1", "losslab_top1_equal", "pyhessian_top1", "truth_top1",
-         "pyhessian_trace", "losslab_trace", "losslab_hutchpp", "losslab_plane", "peer_plane")  # fmt: skip
+PARTS = ("losslab_top1", "losslab_top1_equal", "pyhessian_top1", "truth_top1", "pyhessian_trace",
+         "losslab_trace", "losslab_hutchpp", "losslab_plane", "peer_plane", "ab_products")  # fmt: skip
 
 
 def _setup(args: argparse.Namespace) -> tuple[Any, torch.Tensor, torch.Tensor]:
@@ -83,10 +83,40 @@ def _objective(model: Any, X: torch.Tensor, y: torch.Tensor, device: str, budget
     return Objective(model, "cross_entropy", (X, y), device=device, **extra)
 
 
+def _ab_products(model: Any, X: torch.Tensor, y: torch.Tensor, args: argparse.Namespace) -> dict[str, Any]:
+    """CPU seconds of one product, losslab ('reuse') and PyHessian alternating in one process.
+
+    Run alone (``--part ab_products``): both keep their graph of all rows, so this needs
+    about twice PyHessian's memory.
+    """
+    import pyhessian  # noqa: F401
+
+    ph = sys.modules["pyhessian.hessian"]
+    objective = _objective(model, X, y, args.device, args.memory_budget)
+    at = objective.curvature_at(objective.theta0)
+    peer = ph.hessian(model, torch.nn.CrossEntropyLoss(), data=(X, y), cuda=args.device.startswith("cuda"))
+    v = torch.randn(objective.dim, generator=torch.Generator().manual_seed(0))
+    vs = list(torch.split(v, [p.numel() for p in peer.params]))
+    vs = [piece.reshape(p.shape).to(p) for piece, p in zip(vs, peer.params, strict=True)]
+    at.hvp(v)  # the graph, built once
+    times: dict[str, list[float]] = {"losslab": [], "pyhessian": []}
+    for _ in range(args.rounds):
+        peer_product = lambda: ph.hessian_vector_product(peer.gradsH, peer.params, vs)  # noqa: E731
+        for name, product in (("losslab", lambda: at.hvp(v)), ("pyhessian", peer_product)):
+            start = time.process_time()
+            product()
+            times[name].append(round(time.process_time() - start, 3))
+    a = at.hvp(v)
+    b = torch.cat([t.reshape(-1) for t in ph.hessian_vector_product(peer.gradsH, peer.params, vs)])
+    return {"hvp_mode": at._mode, "cpu_seconds": times, "relative_difference": float((a - b).norm() / b.norm())}
+
+
 def run_part(part: str, args: argparse.Namespace) -> dict[str, Any]:
     model, X, y = _setup(args)
     start = time.perf_counter()
     cpu0 = time.process_time()
+    if part == "ab_products":
+        return _ab_products(model, X, y, args)
     if part.startswith("losslab_") and part != "losslab_plane" or part == "truth_top1":
         from losslab import curvature
 
@@ -191,6 +221,7 @@ def main() -> None:
     parser.add_argument("--memory-budget", type=float, default=16.0, help="losslab's memory budget, GiB.")
     parser.add_argument("--part", choices=PARTS, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--trace-stderr", type=float, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--rounds", type=int, default=3, help="Alternations of --part ab_products.")
     args = parser.parse_args()
     if args.part is not None:
         import resource
