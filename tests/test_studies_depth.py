@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -156,8 +157,8 @@ def test_settings_are_validated() -> None:
 TINY = ["depths=2,3,4", "width=6", "seeds=2", "steps=40", "train_size=150", "grid=3", "convexity_grid=1"]
 
 
-def _command(out: Path) -> list[str]:
-    tiny = [arg for item in TINY for arg in ("--set", item)]
+def _command(out: Path, settings: list[str] = TINY) -> list[str]:
+    tiny = [arg for item in settings for arg in ("--set", item)]
     return [sys.executable, "-m", "losslab.cli", "study", "depth", "--quick", *tiny, "--out", str(out), "--json"]
 
 
@@ -284,14 +285,11 @@ RESNET_TINY = [
 ]
 
 
-def _resnet_command(out: Path) -> list[str]:
-    tiny = [arg for item in RESNET_TINY for arg in ("--set", item)]
-    return [sys.executable, "-m", "losslab.cli", "study", "depth", "--quick", *tiny, "--out", str(out), "--json"]
-
-
 def test_a_killed_resnet_study_resumes_bit_identically_and_its_estimate_counts_the_runs(tmp_path: Path) -> None:
     killed, clean = tmp_path / "killed", tmp_path / "clean"
-    kill_mid_sweep_then_resume(_resnet_command, killed, clean, "depth", at_least=1, below=4)
+    kill_mid_sweep_then_resume(
+        functools.partial(_command, settings=RESNET_TINY), killed, clean, "depth", at_least=1, below=4
+    )
     a, b = load(killed), load(clean)
     assert a.manifest["resumed"] and a.status == "complete"
     for pa, pb in zip(a.result.points, b.result.points, strict=True):
