@@ -28,6 +28,7 @@ from losslab.data.inputs import (
     count_rows,
     describe,
     inputs_finite,
+    leaves,
     map_inputs,
     take_rows,
 )
@@ -202,7 +203,7 @@ class Objective:
             batch_size = loader_batch
         self._auto_batch = batch_size is None
         if batch_size is None:
-            rows = self.memory_budget // max(1, 4 * self._bytes_per_row)
+            rows = self._rows_within_budget()
             if self._stream is not None:  # a batch's items, their collated copy and its cast stay small
                 rows = min(rows, STREAM_BATCH_BYTES // max(1, self._stream.item_bytes))
             batch_size = max(1, min(self.n, rows))
@@ -618,6 +619,10 @@ class Objective:
         """Products with ∇²L and the GGN at one θ; keeps the gradient graph when it fits."""
         return CurvatureAt(self, self.as_theta(theta).detach(), cache=cache)
 
+    def _rows_within_budget(self) -> int:
+        """Rows per batch when none is given: a batch's activations, 4× over, within the budget."""
+        return self.memory_budget // max(1, 4 * self._bytes_per_row)
+
     def graph_bytes_per_row(self) -> int:
         """Bytes per data row that the 'reuse' scheme keeps alive, measured once on 16 rows.
 
@@ -632,7 +637,7 @@ class Objective:
         if cached is not None:
             return cached
         X, y = self._head(16)
-        persistent = [self.theta0, *self.buffers.values(), *_tensors_in(self._X), *_tensors_in(self._y)]
+        persistent = [self.theta0, *self.buffers.values(), *leaves(self._X), self._y]
         keep = {t.untyped_storage().data_ptr() for t in persistent if isinstance(t, torch.Tensor)}
         saved: dict[int, int] = {}
 
@@ -672,7 +677,7 @@ class Objective:
         other.theta0 = self.theta0.to(wide)
         if self._auto_batch and self._stream is None:  # rows per batch within the budget at the wider dtype
             other._bytes_per_row = self._bytes_per_row * wide.itemsize // self.dtype.itemsize
-            other.batch_size = max(1, min(self.n, self.memory_budget // max(1, 4 * other._bytes_per_row)))
+            other.batch_size = max(1, min(self.n, other._rows_within_budget()))
         other._plan = SequentialPlan.of(other.model, other.layout)
         other.__dict__.pop("_float64", None)
         self._float64 = (self._source, self.buffers, other)
@@ -771,17 +776,6 @@ class Objective:
             self._classes = int(out.shape[1])  # the label range every streamed batch is checked against
         element = torch.finfo(self.dtype).bits // 8
         return max(1, sum(sizes) * element // rows)
-
-
-def _tensors_in(value: Any) -> list[torch.Tensor]:
-    """The tensors of a batch's inputs: a tensor, or the values of a dict, tuple or list."""
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, dict):
-        value = list(value.values())
-    if isinstance(value, (tuple, list)):
-        return [t for v in value for t in _tensors_in(v)]
-    return []
 
 
 @contextmanager
