@@ -27,6 +27,23 @@ from losslab.models import build_model
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one core per worker: its torch and the commands it starts
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under ``--dist loadgroup`` (pyproject's addopts) each module's tests run on one worker.
+
+    So a module-scoped fixture is built once, and a test that counts processes or files sees
+    only its own module's. Modules that start Ray mark themselves ``xdist_group("ray")`` and
+    share one worker: two local Ray clusters at once would see each other's processes.
+    """
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            module = getattr(item, "module", None)
+            item.add_marker(pytest.mark.xdist_group(module.__name__ if module else item.nodeid.split("::")[0]))
 
 
 @dataclass

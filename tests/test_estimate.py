@@ -22,7 +22,7 @@ from losslab import load
 from losslab.cli import app
 from losslab.objective.cost import Estimate, Work
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.xdist_group("ray")]
 
 runner = CliRunner()
 MODEL = "mlp:64-12-10"

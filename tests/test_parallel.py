@@ -16,6 +16,8 @@ from losslab.parallel import LocalExecutor, run_pieces, seeded
 from losslab.parallel._watchdog import session_members
 from losslab.parallel.executor import _batches, _run
 
+pytestmark = pytest.mark.xdist_group("ray")  # modules that start Ray share one test worker
+
 
 def _draws(index: int) -> tuple[float, float, float]:
     """A piece that draws from every global generator (as user code and older libraries do)."""

@@ -20,7 +20,7 @@ import pytest
 
 from losslab.parallel._watchdog import session_members
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.xdist_group("ray")]
 ray = pytest.importorskip("ray")
 
 STUDY = "gd-vs-sgd"  # quick preset: 4 training pieces, then 2 barrier pieces

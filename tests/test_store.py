@@ -20,6 +20,8 @@ from losslab.parallel import LocalExecutor, RayExecutor
 from losslab.store import Chunks, RunDir, load, register_result
 from losslab.train import TrainResult
 
+pytestmark = pytest.mark.xdist_group("ray")  # modules that start Ray share one test worker
+
 
 @register_result
 @dataclass

@@ -13,6 +13,8 @@ from losslab.store import register_result
 from losslab.studies import StudyContext
 from losslab.studies.double_descent import DoubleDescentPoint
 
+pytestmark = pytest.mark.xdist_group("ray")  # modules that start Ray share one test worker
+
 
 @register_result
 @dataclass
