@@ -103,7 +103,7 @@ def test_hessian_estimate_bounds_every_product_the_run_spends(tmp_path: Path) ->
     density = by_what(est, "Hessian products, density")
     assert density["count"] == results["density"].hvps == 20
     assert results["top"].hvps <= by_what(est, "Hessian products, Lanczos")["bound"]
-    assert results["trace"].hvps <= by_what(est, "Hessian products, hutchpp trace")["bound"]
+    assert results["trace"].hvps <= by_what(est, "Hessian products, auto trace")["bound"]
     assert results["sharpness"].hvps <= by_what(est, "Hessian products, the ascents")["bound"]
     layer_bound = (
         by_what(est, "Hessian products, λmax of")["bound"] + by_what(est, "Hessian products, per-layer")["bound"]

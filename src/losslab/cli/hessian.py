@@ -59,8 +59,11 @@ def hessian_command(
         int | None, typer.Option(help="Product budget of the eigenpair run (default 40k + 400).")
     ] = None,
     trace_method: Annotated[
-        str, typer.Option(help="hutchpp | xtrace | hutchinson (Hutch++ has the best-calibrated error bar).")
-    ] = "hutchpp",
+        str,
+        typer.Option(
+            help="auto (Hutchinson, or Hutch++ where its sketch saves products) | hutchpp | hutchinson | xtrace."
+        ),
+    ] = "auto",
     trace_tol: Annotated[float, typer.Option(help="Stop the trace once its standard error <= this * |trace|.")] = 1e-2,
     trace_max_hvps: Annotated[int, typer.Option(help="Product budget of the trace.")] = 1000,
     starts: Annotated[int, typer.Option(help="Random starts of the density.")] = 4,

@@ -1,7 +1,7 @@
 """Curvature of the loss at θ: the Hessian (or GGN) as an operator, and what it says.
 
 Extreme eigenpairs with residual certificates (`lanczos`, `extreme_eigenpairs`), trace
-estimates with error bars (`hutchinson`, `hutchpp`, `xtrace`), the spectral density by
+estimates with error bars (`hutchinson`, `hutchpp`, `xtrace`, and `auto_trace` choosing), the spectral density by
 stochastic Lanczos quadrature (`slq`), the saddle index (`saddle_index`), sharpness
 measures (`sharpness` and its parts), per-layer curvature (`per_layer`) and λmax along
 training (`SharpnessTracker`). Every estimator takes an `Operator` or a dense
@@ -31,7 +31,7 @@ from losslab.curvature.sharpness import (
     epsilon_sharpness,
     sharpness,
 )
-from losslab.curvature.trace import TraceEstimate, hutchinson, hutchpp, xtrace
+from losslab.curvature.trace import TraceEstimate, auto_trace, hutchinson, hutchpp, xtrace
 from losslab.curvature.tracking import SharpnessTrack, SharpnessTracker
 
 __all__ = [
@@ -52,6 +52,7 @@ __all__ = [
     "WorstCaseSharpness",
     "adaptive_sharpness",
     "as_operator",
+    "auto_trace",
     "average_sharpness",
     "epsilon_sharpness",
     "extreme_eigenpairs",

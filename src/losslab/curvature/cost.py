@@ -112,7 +112,7 @@ def estimate_curvature(
                 hvp_s,
             )
         )
-        # exact from unit vectors up to LAYER_TRACE_SAMPLES parameters, else Hutch++ within that budget
+        # exact from unit vectors up to LAYER_TRACE_SAMPLES parameters, else `auto_trace` within that budget
         sizes = [w.stop - w.start for w in objective.layout.groups().values()]
         exact = sum(d for d in sizes if d <= LAYER_TRACE_SAMPLES)
         bound = exact + LAYER_TRACE_SAMPLES * sum(d > LAYER_TRACE_SAMPLES for d in sizes)

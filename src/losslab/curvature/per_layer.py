@@ -3,9 +3,10 @@
 For each group g of `ParamLayout.groups` (a layer's weight and bias), λmax(H_gg) by
 `lanczos` on the restricted operator, and tr(H_gg) on that same restricted operator:
 exactly from its d_g unit vectors when d_g ≤ ``trace_samples`` (`exact_trace`), else by
-Hutch++ (Meyer et al. 2021) with the whole trace's stopping rule (standard error ≤
-``trace_tol``·|tr|) and a budget of ``trace_samples`` products per group. By Cauchy
-interlacing λmax(H_gg) ≤ λmax(H), and Σ_g tr H_gg = tr H.
+`auto_trace` (Hutchinson, or Hutch++ of Meyer et al. 2021 where its sketch pays) with the
+whole trace's stopping rule (standard error ≤ ``trace_tol``·|tr|) and a budget of
+``trace_samples`` products per group. By Cauchy interlacing λmax(H_gg) ≤ λmax(H), and
+Σ_g tr H_gg = tr H.
 
 Probing the restricted block matters: one set of Hutchinson probes of the full operator
 (z_gᵀ(Hz)_g, the earlier scheme) carries the cross terms Σ_{j∉g} H_ij z_i z_j into every
@@ -35,7 +36,7 @@ import torch
 
 from losslab.curvature.lanczos import lanczos
 from losslab.curvature.operators import Operator, ggn_operator, hessian_operator
-from losslab.curvature.trace import TraceEstimate, exact_trace, hutchpp
+from losslab.curvature.trace import TraceEstimate, auto_trace, exact_trace
 from losslab.errors import check_float, check_int
 from losslab.objective import CurvatureAt, Objective
 from losslab.store import register_result
@@ -43,7 +44,7 @@ from losslab.store import register_result
 __all__ = ["LayerCurvature", "per_layer"]
 
 LAYER_MAX_HVPS = 300  # product budget of each layer's λmax run
-LAYER_TRACE_SAMPLES = 100  # products per layer's trace: exact up to 100 parameters, else Hutch++'s budget
+LAYER_TRACE_SAMPLES = 100  # products per layer's trace: exact up to 100 parameters, else the estimator's budget
 LAYER_TRACE_TOL = 1e-2  # the whole trace's default target (`HessianConfig.trace_tol`)
 
 
@@ -53,7 +54,7 @@ class LayerCurvature:
     """Per parameter group: size, module, λmax of its block (with residual), trace (± stderr).
 
     ``trace_exact`` marks the traces computed from unit vectors (stderr 0); the others are
-    Hutch++ estimates, ``trace_converged`` where their standard error met ``trace_tol``.
+    `auto_trace` estimates, ``trace_converged`` where their standard error met ``trace_tol``.
     """
 
     groups: list[str]
@@ -111,7 +112,7 @@ def per_layer(
 
     ``trace_samples`` is each layer's trace budget in products; ``trace_tol`` its error target.
     """
-    check_int(trace_samples, "trace_samples", "per_layer", low=12)  # Hutch++: a sketch and 10 samples
+    check_int(trace_samples, "trace_samples", "per_layer", low=12)  # a sketch of 2 and 10 samples
     check_float(trace_tol, "trace_tol", "per_layer", low=0.0, high=1.0, low_open=True)
     t0 = time.perf_counter()
     if isinstance(theta, CurvatureAt):
@@ -153,7 +154,7 @@ def per_layer(
 
 
 def _block_trace(block: Operator, budget: int, tol: float, seed: int) -> TraceEstimate:
-    """tr of one diagonal block: exact from unit vectors when they fit the budget, else Hutch++."""
+    """tr of one diagonal block: exact from unit vectors when they fit the budget, else `auto_trace`."""
     if block.dim <= budget:
         return exact_trace(block)
-    return hutchpp(block, tol=tol, max_hvps=budget, seed=seed)
+    return auto_trace(block, tol=tol, max_hvps=budget, seed=seed)

@@ -40,7 +40,7 @@ from losslab.curvature.per_layer import LayerCurvature, per_layer
 from losslab.curvature.saddle import SaddleIndex, saddle_index
 from losslab.curvature.sharpness import Sharpness, sharpness
 from losslab.curvature.subsamples import SubsampleSpread, headline, subsample_spread
-from losslab.curvature.trace import TraceEstimate, hutchinson, hutchpp, xtrace
+from losslab.curvature.trace import TraceEstimate, auto_trace, hutchinson, hutchpp, xtrace
 from losslab.errors import UserError, check_choice, check_float, check_int
 from losslab.objective import Objective
 from losslab.objective.cost import Estimate, Work
@@ -50,7 +50,7 @@ from losslab.store.serialize import decode, encode
 
 __all__ = ["TRACE_METHODS", "HessianConfig", "HessianResult", "estimate", "run"]
 
-TRACE_METHODS = {"xtrace": xtrace, "hutchpp": hutchpp, "hutchinson": hutchinson}
+TRACE_METHODS = {"auto": auto_trace, "hutchpp": hutchpp, "hutchinson": hutchinson, "xtrace": xtrace}
 # The pieces in the order they run: the first four depend on nothing, the last two reuse them.
 PIECES = ("eigen", "trace", "density", "layers", "saddle", "sharpness")
 _INDEPENDENT = 4
@@ -74,7 +74,7 @@ class HessianConfig(RecordedConfig):
     matrix: str = "hessian"  # 'ggn': the positive semi-definite Gauss–Newton part (Schraudolph 2002)
     tol: float = 1e-5  # relative residual ‖Hv − λv‖ ≤ tol·‖H‖: safe at float32 (see lanczos)
     max_hvps: int | None = None  # None: 40·k + 400 products, the Lanczos default
-    trace_method: str = "hutchpp"  # Hutch++ (Meyer et al. 2021) has the best-calibrated error bar here
+    trace_method: str = "auto"  # Hutchinson, or Hutch++ (Meyer et al. 2021) where its sketch pays
     trace_tol: float = 1e-2  # stop once the standard error is ≤ 1 % of |trace|
     trace_max_hvps: int = 1000
     starts: int = 4  # random starts of the density: its error bar needs at least two
