@@ -6,8 +6,9 @@ The work: ``resnet20`` (He et al. 2016; batch norm in eval mode, its running sta
 estimated by one train-mode pass, its scales and shifts perturbed as after training) on ``n``
 Fashion-MNIST training images, float32, at seeded weights (the same for every method). Each
 part runs in a fresh process so its peak resident memory is its own, one after another with
-the same thread count (``--threads``); each reports wall and CPU seconds (CPU time is the
-fairer ratio on a shared machine). The parent prints one JSON line.
+the same thread count (``--threads``) and the same allocator setting (``--huge-pages``:
+transparent huge pages for large tensors, losslab's default; peers get it too); each reports
+wall and CPU seconds (CPU time is the fairer ratio on a shared machine). The parent prints one JSON line.
 
 PyHessian keeps the gradient graph of all n rows (one backward per product); losslab does
 the same ('reuse') when that graph fits its memory budget, else rebuilds it per batch. The
@@ -24,7 +25,8 @@ the float32 graph: they show what bounded memory and a certificate cost.
   certified Lanczos run to a residual of 1e-4·|λ| (a symmetric matrix has an eigenvalue within
   the residual of every Ritz value); each method's relative error against it is reported.
 - trace: PyHessian's Hutchinson (``.trace()``, its defaults) gives an estimate and its
-  standard error; losslab's Hutchinson and its default Hutch++ are then asked for the same
+  standard error; losslab's Hutchinson, its default ``auto_trace`` (Hutchinson, or Hutch++
+  where the sketch pays; the JSON says which and why) and Hutch++ are then asked for the same
   standard error (equal error).
 - plane: loss-landscapes' ``random_plane(..., steps=11, normalization='filter')`` vs
   ``surface.plane`` on filter-normalized directions (Li et al. 2018), 121 points each.
@@ -51,7 +53,7 @@ import torch.nn.functional as F
 from _common import emit
 
 PARTS = ("losslab_top1", "losslab_top1_equal", "pyhessian_top1", "truth_top1", "pyhessian_trace",
-         "losslab_trace", "losslab_hutchpp", "losslab_plane", "peer_plane", "ab_products")  # fmt: skip
+         "losslab_trace", "losslab_hutchpp", "losslab_auto", "losslab_plane", "peer_plane", "ab_products")  # fmt: skip
 
 
 def _setup(args: argparse.Namespace) -> tuple[Any, torch.Tensor, torch.Tensor]:
@@ -128,11 +130,14 @@ def run_part(part: str, args: argparse.Namespace) -> dict[str, Any]:
         start, cpu0 = time.perf_counter(), time.process_time()
         H = curvature.hessian_operator(objective, theta)
         out = {"hvp_mode": objective.curvature_at(theta)._mode}
-        if part in ("losslab_trace", "losslab_hutchpp"):
-            method = curvature.hutchinson if part == "losslab_trace" else curvature.hutchpp
+        if part in ("losslab_trace", "losslab_hutchpp", "losslab_auto"):
+            method = {"losslab_trace": curvature.hutchinson, "losslab_hutchpp": curvature.hutchpp}.get(
+                part, curvature.auto_trace
+            )
             block = {"block": 4} if part == "losslab_trace" else {}
             estimate = method(H, tol=1e-12, atol=args.trace_stderr, max_hvps=2000, **block)  # atol decides
             out |= {"trace": estimate.estimate, "stderr": estimate.stderr, "products": H.count}
+            out |= {"method": estimate.method, "choice": estimate.choice} if estimate.choice else {}
         else:
             tol = {"truth_top1": 1e-4, "losslab_top1_equal": 1e-2}.get(part, 1e-3)
             fast = {"certify": False, "complete": False} if part == "losslab_top1_equal" else {}
@@ -198,6 +203,9 @@ def _child(part: str, args: argparse.Namespace, extra: list[str]) -> dict[str, A
                "--memory-budget", str(args.memory_budget), *extra]  # fmt: skip
     env = dict(os.environ)
     env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(args.threads)
+    # torch's allocator reads this at start: the same for every part, peers included (losslab's
+    # import sets it to 1 when torch is not yet loaded; here torch is loaded first).
+    env["THP_MEM_ALLOC_ENABLE"] = "1" if args.huge_pages == "on" else "0"
     if args.peers:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH"), args.peers) if p)
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
@@ -222,6 +230,8 @@ def main() -> None:
     parser.add_argument("--part", choices=PARTS, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--trace-stderr", type=float, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--rounds", type=int, default=3, help="Alternations of --part ab_products.")
+    parser.add_argument("--huge-pages", choices=("on", "off"), default="on",
+                        help="THP_MEM_ALLOC_ENABLE of every part (peers too); on: what losslab runs with.")  # fmt: skip
     args = parser.parse_args()
     if args.part is not None:
         import resource
@@ -233,7 +243,8 @@ def main() -> None:
         return
 
     figures: dict[str, Any] = {"model": args.model, "rows": args.n, "device": args.device, "dtype": "float32",
-                               "threads": args.threads, "memory_budget_gib": args.memory_budget}  # fmt: skip
+                               "threads": args.threads, "memory_budget_gib": args.memory_budget,
+                               "huge_pages": args.huge_pages}  # fmt: skip
     truth = _child("truth_top1", args, [])
     figures["truth_top1"] = truth
     for part in ("pyhessian_top1", "losslab_top1_equal", "losslab_top1"):
@@ -245,7 +256,7 @@ def main() -> None:
     figures["pyhessian_trace"] = peer_trace
     target = peer_trace.get("stderr")
     if target:
-        for part in ("losslab_trace", "losslab_hutchpp"):
+        for part in ("losslab_trace", "losslab_auto", "losslab_hutchpp"):
             figures[part] = _child(part, args, ["--trace-stderr", str(target)])
     for part in ("losslab_plane", "peer_plane"):
         figures[part] = _child(part, args, [])
@@ -253,6 +264,7 @@ def main() -> None:
         ("top1_equal_speedup", "losslab_top1_equal", "pyhessian_top1"),
         ("top1_certified_speedup", "losslab_top1", "pyhessian_top1"),
         ("trace_speedup", "losslab_trace", "pyhessian_trace"),
+        ("auto_trace_speedup", "losslab_auto", "pyhessian_trace"),
         ("hutchpp_speedup", "losslab_hutchpp", "pyhessian_trace"),
         ("plane_speedup", "losslab_plane", "peer_plane"),
     ):

@@ -11,6 +11,7 @@ loss and data over one flat parameter vector θ.
 True
 """
 
+from losslab import _allocator  # noqa: F401  (before torch: huge pages for large CPU tensors)
 from losslab._version import __version__
 from losslab.data import Dataset, load_data
 from losslab.errors import UserError

@@ -57,13 +57,16 @@ def versions() -> dict[str, str]:
 
 
 def environment() -> dict[str, Any]:
-    """What ``losslab info`` prints: `versions`, torch's intra-op threads, and the CUDA devices."""
+    """What ``losslab info`` prints: `versions`, torch's intra-op threads, huge pages, the CUDA devices."""
     import torch
+
+    from losslab._allocator import HUGE_PAGES
 
     devices = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     return {
         **versions(),
         "threads": torch.get_num_threads(),
+        "huge_pages": HUGE_PAGES,
         "cuda": torch.cuda.is_available(),
         "cuda_devices": devices,
     }
