@@ -276,23 +276,30 @@ def hutchpp(
     whole range of A (rank ≥ rank(A)) the deflated samples are zero and the estimate
     is exact.
     """
-    op = as_operator(A)
-    _check("hutchpp", tol, atol, max_hvps, min_samples, block)
-    rank = check_int(rank, "rank", "hutchpp", low=1)
-    rank = min(rank, op.dim, max(1, (max_hvps - min_samples) // 2))
-    track = _Tracker(op, "hutchpp", tol, atol, max_hvps, min_samples)
-    g = torch.Generator().manual_seed(int(seed))
-    S = _rademacher(rank, op.dim, g, op.device)
-    Y = op.matmat(S.to(op.dtype)).to(_WORK)
-    count, converged = _deflated(op, track, g, Y, block, max_hvps)
+    track, g, S, Y = _sketch("hutchpp", A, rank, tol, atol, max_hvps, min_samples, block, seed, low=1)
+    Q, _, _ = _orthonormal_rows(Y, torch.zeros(0, track.op.dim, dtype=_WORK, device=Y.device))
+    count, converged = _deflated(track, g, Q, block, max_hvps)
     return track.result(count, converged)
 
 
-def _deflated(
-    op: Operator, track: _Tracker, g: torch.Generator, Y: torch.Tensor, block: int, max_hvps: int
-) -> tuple[int, bool]:
-    """Hutch++ from the sketch's images Y = A S: tr(QᵀAQ) for Q = orth(Y), then deflated probes."""
-    Q, _, _ = _orthonormal_rows(Y, torch.zeros(0, op.dim, dtype=_WORK, device=op.device))
+def _sketch(
+    owner: str, A: Operator | torch.Tensor, rank: int, tol: float, atol: float, max_hvps: int,
+    min_samples: int, block: int, seed: int, *, low: int,
+) -> tuple[_Tracker, torch.Generator, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """The checks, the tracker and the sketch's first half: Rademacher rows S and Y = A S."""
+    op = as_operator(A)
+    _check(owner, tol, atol, max_hvps, min_samples, block)
+    rank = check_int(rank, "rank", owner, low=low)
+    rank = min(rank, op.dim, max(low, (max_hvps - min_samples) // 2))
+    track = _Tracker(op, owner, tol, atol, max_hvps, min_samples)
+    g = torch.Generator().manual_seed(int(seed))
+    S = _rademacher(rank, op.dim, g, op.device)
+    return track, g, S, op.matmat(S.to(op.dtype)).to(_WORK)
+
+
+def _deflated(track: _Tracker, g: torch.Generator, Q: torch.Tensor, block: int, max_hvps: int) -> tuple[int, bool]:
+    """Hutch++ from the orthonormal rows Q of the sketch's images: tr(QᵀAQ), then deflated probes."""
+    op = track.op
     AQ = op.matmat(Q.to(op.dtype)).to(_WORK)
     low_rank = float((Q * AQ).sum())
     count, converged, _ = _probe(op, track, g, block, max_hvps, offset=low_rank, deflate=Q)
@@ -301,18 +308,17 @@ def _deflated(
     return count, converged
 
 
-def _left_by_sketch(Y: torch.Tensor) -> float:
-    """Estimated fraction of ‖A‖²_F outside a sketch, from its images Y = A S alone (rows).
+def _left_by_sketch(Y: torch.Tensor, R: torch.Tensor) -> float:
+    """Estimated fraction of ‖A‖²_F outside a sketch, from its images Y = A S alone (rows; Yᵀ = Q R).
 
     Each image left out of the span of the others, ‖(I − Q₍ᵢ₎Q₍ᵢ₎ᵀ) A sᵢ‖², is an unbiased
     sample of ‖(I − Q₍ᵢ₎Q₍ᵢ₎ᵀ) A‖²_F, since sᵢ is independent of Q₍ᵢ₎; it equals
-    1 / (G⁻¹)ᵢᵢ for the Gram matrix G = Y Yᵀ. ‖A sᵢ‖² samples ‖A‖²_F. The ratio of the
+    1 / (G⁻¹)ᵢᵢ for the Gram matrix G = Y Yᵀ = RᵀR. ‖A sᵢ‖² samples ‖A‖²_F. The ratio of the
     means is the fraction a rank-(s − 1) sketch leaves, a slight overestimate of rank s's.
     """
     total = float(Y.square().sum(1).mean())
     if len(Y) < 2 or total == 0.0:
         return 0.0 if total == 0.0 else 1.0
-    _, R = torch.linalg.qr(Y.T)
     diagonal = R.diagonal().abs()
     if bool(diagonal.min() <= 1e-10 * diagonal.max()):
         return 0.0  # an image lies in the span of the others: the sketch holds range(A)
@@ -344,16 +350,11 @@ def auto_trace(
     it has, so a flat spectrum costs no more than `hutchinson`. Either way the error
     estimate is that estimator's own; ``method`` names it and ``choice`` gives the figures.
     """
-    op = as_operator(A)
-    _check("auto_trace", tol, atol, max_hvps, min_samples, block)
-    rank = check_int(rank, "rank", "auto_trace", low=2)
-    rank = min(rank, op.dim, max(2, (max_hvps - min_samples) // 2))
-    track = _Tracker(op, "auto", tol, atol, max_hvps, min_samples)
-    g = torch.Generator().manual_seed(int(seed))
-    S = _rademacher(rank, op.dim, g, op.device)
-    Y = op.matmat(S.to(op.dtype)).to(_WORK)
+    track, g, S, Y = _sketch("auto_trace", A, rank, tol, atol, max_hvps, min_samples, block, seed, low=2)
+    rank = len(S)
     samples = (S * Y).sum(1).cpu()
-    left = _left_by_sketch(Y)
+    Q, _, R = _orthonormal_rows(Y, torch.zeros(0, track.op.dim, dtype=_WORK, device=Y.device))
+    left = _left_by_sketch(Y, R)
     target = max(tol * abs(float(samples.mean())), atol)
     variance = float(samples.var(correction=1))
     needed = max(min_samples, math.ceil(variance / target**2)) if target > 0 else math.inf
@@ -365,9 +366,9 @@ def auto_trace(
         f"against Hutchinson's {M:.0f} → {track.method}"
     )
     if sketch:
-        count, converged = _deflated(op, track, g, Y, block, max_hvps)
+        count, converged = _deflated(track, g, Q, block, max_hvps)
     else:
-        count, converged, _ = _probe(op, track, g, block, max_hvps, samples=samples)
+        count, converged, _ = _probe(track.op, track, g, block, max_hvps, samples=samples)
     return track.result(count, converged, choice=choice)
 
 
