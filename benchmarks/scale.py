@@ -86,11 +86,16 @@ def _objective(model: Any, X: torch.Tensor, y: torch.Tensor, device: str, budget
 
 
 def _ab_products(model: Any, X: torch.Tensor, y: torch.Tensor, args: argparse.Namespace) -> dict[str, Any]:
-    """CPU seconds of one product, losslab ('reuse') and PyHessian alternating in one process.
+    """Seconds of one product, losslab ('reuse') and PyHessian alternating in one process.
 
-    Run alone (``--part ab_products``): both keep their graph of all rows, so this needs
-    about twice PyHessian's memory.
+    Per product: CPU seconds, and the wall seconds, kernel (system) seconds and minor page
+    faults, which show what the allocator costs: run it once with ``THP_MEM_ALLOC_ENABLE=0``
+    and once with ``=1`` in the environment (torch reads it at start). Run alone (``--part
+    ab_products``): both keep their graph of all rows, so this needs about twice PyHessian's
+    memory.
     """
+    import resource
+
     import pyhessian  # noqa: F401
 
     ph = sys.modules["pyhessian.hessian"]
@@ -101,16 +106,22 @@ def _ab_products(model: Any, X: torch.Tensor, y: torch.Tensor, args: argparse.Na
     vs = list(torch.split(v, [p.numel() for p in peer.params]))
     vs = [piece.reshape(p.shape).to(p) for piece, p in zip(vs, peer.params, strict=True)]
     at.hvp(v)  # the graph, built once
-    times: dict[str, list[float]] = {"losslab": [], "pyhessian": []}
+    measures = ("cpu_seconds", "wall_seconds", "system_seconds", "page_faults")
+    times: dict[str, dict[str, list[float]]] = {m: {"losslab": [], "pyhessian": []} for m in measures}
     for _ in range(args.rounds):
         peer_product = lambda: ph.hessian_vector_product(peer.gradsH, peer.params, vs)  # noqa: E731
         for name, product in (("losslab", lambda: at.hvp(v)), ("pyhessian", peer_product)):
-            start = time.process_time()
+            before, wall, cpu = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter(), time.process_time()
             product()
-            times[name].append(round(time.process_time() - start, 3))
+            after = resource.getrusage(resource.RUSAGE_SELF)
+            times["cpu_seconds"][name].append(round(time.process_time() - cpu, 3))
+            times["wall_seconds"][name].append(round(time.perf_counter() - wall, 3))
+            times["system_seconds"][name].append(round(after.ru_stime - before.ru_stime, 3))
+            times["page_faults"][name].append(after.ru_minflt - before.ru_minflt)
     a = at.hvp(v)
     b = torch.cat([t.reshape(-1) for t in ph.hessian_vector_product(peer.gradsH, peer.params, vs)])
-    return {"hvp_mode": at._mode, "cpu_seconds": times, "relative_difference": float((a - b).norm() / b.norm())}
+    huge = os.environ.get("THP_MEM_ALLOC_ENABLE")
+    return {"hvp_mode": at._mode, "huge_pages": huge, **times, "relative_difference": float((a - b).norm() / b.norm())}
 
 
 def run_part(part: str, args: argparse.Namespace) -> dict[str, Any]:
