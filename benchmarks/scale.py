@@ -29,7 +29,9 @@ the float32 graph: they show what bounded memory and a certificate cost.
   where the sketch pays; the JSON says which and why) and Hutch++ are then asked for the same
   standard error (equal error).
 - plane: loss-landscapes' ``random_plane(..., steps=11, normalization='filter')`` vs
-  ``surface.plane`` on filter-normalized directions (Li et al. 2018), 121 points each.
+  ``surface.plane`` on filter-normalized directions (Li et al. 2018), 121 points each; and the
+  peer once more with a metric that reads the rows in losslab's batch size
+  (``peer_plane_batched``), which separates what the batch size buys from the rest.
 
 The peers are installed in the benchmark's own directory, never in the project's
 environment, without their dependencies (they would pull a CUDA torch):
@@ -53,7 +55,8 @@ import torch.nn.functional as F
 from _common import emit
 
 PARTS = ("losslab_top1", "losslab_top1_equal", "pyhessian_top1", "truth_top1", "pyhessian_trace",
-         "losslab_trace", "losslab_hutchpp", "losslab_auto", "losslab_plane", "peer_plane", "ab_products")  # fmt: skip
+         "losslab_trace", "losslab_hutchpp", "losslab_auto", "losslab_plane", "peer_plane", "peer_plane_batched",
+         "ab_products")  # fmt: skip
 
 
 def _setup(args: argparse.Namespace) -> tuple[Any, torch.Tensor, torch.Tensor]:
@@ -124,6 +127,18 @@ def _ab_products(model: Any, X: torch.Tensor, y: torch.Tensor, args: argparse.Na
     return {"hvp_mode": at._mode, "huge_pages": huge, **times, "relative_difference": float((a - b).norm() / b.norm())}
 
 
+class _BatchedLoss:
+    """A loss-landscapes metric (any callable of its model wrapper) that reads the rows in batches."""
+
+    def __init__(self, X: torch.Tensor, y: torch.Tensor, rows: int) -> None:
+        self.X, self.y, self.rows = X, y, rows
+
+    def __call__(self, model_wrapper: Any) -> float:
+        batches = zip(self.X.split(self.rows), self.y.split(self.rows), strict=True)
+        total = sum(F.cross_entropy(model_wrapper.forward(x), t, reduction="sum") for x, t in batches)
+        return float(total) / len(self.X)
+
+
 def run_part(part: str, args: argparse.Namespace) -> dict[str, Any]:
     model, X, y = _setup(args)
     start = time.perf_counter()
@@ -191,16 +206,20 @@ def run_part(part: str, args: argparse.Namespace) -> dict[str, Any]:
         grid = surface.axis(-1.0, 1.0, args.steps)
         result = surface.plane(objective, objective.theta0, dirs, grid, grid)
         out = {"points": int(result.loss.size), "path": getattr(result, "path", None)}
-    else:  # peer_plane
+    else:  # peer_plane, peer_plane_batched
         import loss_landscapes
         import loss_landscapes.metrics
 
         metric = loss_landscapes.metrics.Loss(F.cross_entropy, X, y)
+        if part == "peer_plane_batched":  # the peer given losslab's rows per batch: what is left is the method
+            rows = _objective(model, X, y, args.device, args.memory_budget).batch_size
+            metric = _BatchedLoss(X, y, rows)
+            out = {"rows_per_batch": rows}
         start, cpu0 = time.perf_counter(), time.process_time()
         with torch.no_grad():
             values = loss_landscapes.random_plane(model, metric, distance=1, steps=args.steps,
                                                   normalization="filter", deepcopy_model=True)  # fmt: skip
-        out = {"points": int(np.asarray(values).size)}
+        out = (out if part == "peer_plane_batched" else {}) | {"points": int(np.asarray(values).size)}
     if args.device.startswith("cuda"):
         torch.cuda.synchronize()
     out["seconds"] = round(time.perf_counter() - start, 3)
@@ -269,7 +288,7 @@ def main() -> None:
     if target:
         for part in ("losslab_trace", "losslab_auto", "losslab_hutchpp"):
             figures[part] = _child(part, args, ["--trace-stderr", str(target)])
-    for part in ("losslab_plane", "peer_plane"):
+    for part in ("losslab_plane", "peer_plane", "peer_plane_batched"):
         figures[part] = _child(part, args, [])
     for name, ours, peer in (
         ("top1_equal_speedup", "losslab_top1_equal", "pyhessian_top1"),
@@ -278,6 +297,7 @@ def main() -> None:
         ("auto_trace_speedup", "losslab_auto", "pyhessian_trace"),
         ("hutchpp_speedup", "losslab_hutchpp", "pyhessian_trace"),
         ("plane_speedup", "losslab_plane", "peer_plane"),
+        ("plane_speedup_batched_peer", "losslab_plane", "peer_plane_batched"),
     ):
         a, b = figures.get(ours, {}), figures.get(peer, {})
         if "seconds" in a and "seconds" in b:

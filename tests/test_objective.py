@@ -105,6 +105,23 @@ def test_batch_size_does_not_change_the_numbers() -> None:
     assert full.metrics(theta) == pytest.approx(seven.metrics(theta), abs=1e-12)
 
 
+def test_automatic_batches_on_cpu_stay_within_the_cache_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A wide first layer: 4,096 float32 outputs a row (16 KiB); a cap of 1 MiB allows 64 rows,
+    # far below what the 16 GiB budget allows, while an explicit batch size is left alone.
+    monkeypatch.setattr(objective_module, "CPU_BATCH_BYTES", 1 << 20)
+    X, y = torch.randn(300, 8), torch.randint(0, 3, (300,))
+    model = nn.Sequential(nn.Linear(8, 4096), nn.ReLU(), nn.Linear(4096, 3))
+    capped = Objective(model, "cross_entropy", (X, y), memory_budget=16 << 30)
+    per_row = capped._bytes_per_row
+    assert per_row >= 4096 * 4 and capped.batch_size == (1 << 20) // per_row < 300
+    assert capped.at_float64().batch_size == (1 << 20) // (2 * per_row)
+    assert Objective(model, "cross_entropy", (X, y), memory_budget=16 << 30, batch_size=300).batch_size == 300
+    monkeypatch.setattr(objective_module, "CPU_BATCH_BYTES", 1 << 40)
+    whole = Objective(model, "cross_entropy", (X, y), memory_budget=16 << 30)
+    assert whole.batch_size == 300
+    torch.testing.assert_close(capped.loss(capped.theta0), whole.loss(whole.theta0), rtol=1e-6, atol=0)
+
+
 @pytest.mark.parametrize("dtype,tol", [("float64", 1e-12), ("float32", 2e-6)])
 def test_many_point_paths_agree(dtype: str, tol: float) -> None:
     data = digits()

@@ -57,6 +57,14 @@ _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # Bytes of collated items per batch of a streamed objective (its inputs are not in memory
 # otherwise): large enough that per-batch overhead is small, small beside the activations.
 STREAM_BATCH_BYTES = 32 << 20
+# Module outputs per batch when the batch size is automatic on CPU. Big batches spill the
+# caches: resnet20 on 2,048 Fashion-MNIST rows (1.77 MB of outputs per row, 2 threads) took
+# 0.98–1.17 s per forward in one batch and 0.50–0.55 s in batches of 32–192 rows, and 5.0–6.8 s
+# per Hessian product ('reuse', 1,024 rows) at 1,024 rows per batch against 2.4–3.4 s at
+# 32–192; the ViT of the zoo (0.68 MB per row, 512 rows) took 0.8–1.3 s per product in one
+# batch and 0.64–0.87 s at 128–198 rows. 128 MiB gives 75, 198 and 87 rows for resnet20,
+# that ViT and vgg9. CUDA is not capped: there one launch per batch is what costs.
+CPU_BATCH_BYTES = 128 << 20
 _STOCHASTIC = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
 
 
@@ -104,7 +112,9 @@ class Objective:
         (integer inputs such as token ids keep their dtype).
     device : 'cpu' (default) or 'cuda'.
     batch_size : rows per forward pass; results do not depend on it (sums are divided
-        by n once). Default: every row at once if that fits ``memory_budget``.
+        by n once). Default: every row at once if that fits ``memory_budget`` and, on CPU,
+        at most ``CPU_BATCH_BYTES`` (128 MiB) of module outputs per batch, where larger
+        batches measured up to 2× slower (caches).
     check_determinism : fail unless the same θ gives the same loss twice and each
         example's output is independent of its batch (catches dropout, train-mode batch
         norm and random augmentation).
@@ -203,7 +213,7 @@ class Objective:
             batch_size = loader_batch
         self._auto_batch = batch_size is None
         if batch_size is None:
-            rows = self._rows_within_budget()
+            rows = self._auto_rows()
             if self._stream is not None:  # a batch's items, their collated copy and its cast stay small
                 rows = min(rows, STREAM_BATCH_BYTES // max(1, self._stream.item_bytes))
             batch_size = max(1, min(self.n, rows))
@@ -619,9 +629,13 @@ class Objective:
         """Products with ∇²L and the GGN at one θ; keeps the gradient graph when it fits."""
         return CurvatureAt(self, self.as_theta(theta).detach(), cache=cache)
 
-    def _rows_within_budget(self) -> int:
-        """Rows per batch when none is given: a batch's activations, 4× over, within the budget."""
-        return self.memory_budget // max(1, 4 * self._bytes_per_row)
+    def _auto_rows(self) -> int:
+        """Rows per batch when none is given: a batch's activations, 4× over, within the budget,
+        and on CPU within ``CPU_BATCH_BYTES`` of module outputs."""
+        rows = self.memory_budget // max(1, 4 * self._bytes_per_row)
+        if self.device.type == "cpu":
+            rows = min(rows, CPU_BATCH_BYTES // max(1, self._bytes_per_row))
+        return rows
 
     def graph_bytes_per_row(self) -> int:
         """Bytes per data row that the 'reuse' scheme keeps alive, measured once on 16 rows.
@@ -677,7 +691,7 @@ class Objective:
         other.theta0 = self.theta0.to(wide)
         if self._auto_batch and self._stream is None:  # rows per batch within the budget at the wider dtype
             other._bytes_per_row = self._bytes_per_row * wide.itemsize // self.dtype.itemsize
-            other.batch_size = max(1, min(self.n, other._rows_within_budget()))
+            other.batch_size = max(1, min(self.n, other._auto_rows()))
         other._plan = SequentialPlan.of(other.model, other.layout)
         other.__dict__.pop("_float64", None)
         self._float64 = (self._source, self.buffers, other)
