@@ -210,7 +210,7 @@ def run_part(part: str, args: argparse.Namespace) -> dict[str, Any]:
         import loss_landscapes
         import loss_landscapes.metrics
 
-        metric = loss_landscapes.metrics.Loss(F.cross_entropy, X, y)
+        metric, out = loss_landscapes.metrics.Loss(F.cross_entropy, X, y), {}
         if part == "peer_plane_batched":  # the peer given losslab's rows per batch: what is left is the method
             rows = _objective(model, X, y, args.device, args.memory_budget).batch_size
             metric = _BatchedLoss(X, y, rows)
@@ -219,7 +219,7 @@ def run_part(part: str, args: argparse.Namespace) -> dict[str, Any]:
         with torch.no_grad():
             values = loss_landscapes.random_plane(model, metric, distance=1, steps=args.steps,
                                                   normalization="filter", deepcopy_model=True)  # fmt: skip
-        out = (out if part == "peer_plane_batched" else {}) | {"points": int(np.asarray(values).size)}
+        out["points"] = int(np.asarray(values).size)
     if args.device.startswith("cuda"):
         torch.cuda.synchronize()
     out["seconds"] = round(time.perf_counter() - start, 3)

@@ -106,8 +106,8 @@ def test_batch_size_does_not_change_the_numbers() -> None:
 
 
 def test_automatic_batches_on_cpu_stay_within_the_cache_cap(monkeypatch: pytest.MonkeyPatch) -> None:
-    # A wide first layer: 4,096 float32 outputs a row (16 KiB); a cap of 1 MiB allows 64 rows,
-    # far below what the 16 GiB budget allows, while an explicit batch size is left alone.
+    # A wide layer: at least 4,096 float32 outputs a row (16 KiB), so a cap of 1 MiB allows at most
+    # 64 rows, far below what the 16 GiB budget allows; an explicit batch size is left alone.
     monkeypatch.setattr(objective_module, "CPU_BATCH_BYTES", 1 << 20)
     X, y = torch.randn(300, 8), torch.randint(0, 3, (300,))
     model = nn.Sequential(nn.Linear(8, 4096), nn.ReLU(), nn.Linear(4096, 3))

@@ -7,7 +7,7 @@ and re-allocates GBs of activations: with 4 KiB pages 6.2–6.3 M page faults an
 (2 cores, most of its CPU time in the kernel), with huge pages 0.37 M and 10.8–15.3 s
 (``benchmarks/scale.py --part ab_products``, benchmarks/RESULTS.md). losslab's automatic CPU
 batches (``objective.CPU_BATCH_BYTES``) keep tensors small enough that glibc reuses them, and
-there the setting made no measured difference; it is for the large batches a user chooses. It
+there the setting brought no measured gain; it is for the large batches a user chooses. It
 changes where tensors live, never what is computed. Set only when torch is not yet imported
 (afterwards it would not take effect) and the user has not chosen (``THP_MEM_ALLOC_ENABLE=0``
 turns it off). Linux only; elsewhere torch ignores it.

@@ -63,7 +63,8 @@ STREAM_BATCH_BYTES = 32 << 20
 # per Hessian product ('reuse', 1,024 rows) at 1,024 rows per batch against 2.4–3.4 s at
 # 32–192; the ViT of the zoo (0.68 MB per row, 512 rows) took 0.8–1.3 s per product in one
 # batch and 0.64–0.87 s at 128–198 rows. 128 MiB gives 75, 198 and 87 rows for resnet20,
-# that ViT and vgg9. CUDA is not capped: there one launch per batch is what costs.
+# that ViT and vgg9 (a sweep by probe scripts; benchmarks/RESULTS.md, ResNet scale). CUDA is
+# not capped: not measured there (no GPU was lent).
 CPU_BATCH_BYTES = 128 << 20
 _STOCHASTIC = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
 
