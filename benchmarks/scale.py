@@ -33,6 +33,11 @@ the float32 graph: they show what bounded memory and a certificate cost.
   peer once more with a metric that reads the rows in losslab's batch size
   (``peer_plane_batched``), which separates what the batch size buys from the rest.
 
+Two parts run only alone: ``--part ab_products`` (one product of losslab and of PyHessian,
+alternating in one process, with the allocator's page faults) and ``--part batch_sizes``
+(forward and product seconds per rows per batch: the sweep behind the automatic CPU batch,
+`objective.CPU_BATCH_BYTES`).
+
 The peers are installed in the benchmark's own directory, never in the project's
 environment, without their dependencies (they would pull a CUDA torch):
 ``pip install --no-deps --target DIR PyHessian loss-landscapes``; pass ``--peers DIR``.
@@ -56,7 +61,7 @@ from _common import emit
 
 PARTS = ("losslab_top1", "losslab_top1_equal", "pyhessian_top1", "truth_top1", "pyhessian_trace",
          "losslab_trace", "losslab_hutchpp", "losslab_auto", "losslab_plane", "peer_plane", "peer_plane_batched",
-         "ab_products")  # fmt: skip
+         "ab_products", "batch_sizes")  # fmt: skip
 
 
 def _setup(args: argparse.Namespace) -> tuple[Any, torch.Tensor, torch.Tensor]:
@@ -127,6 +132,48 @@ def _ab_products(model: Any, X: torch.Tensor, y: torch.Tensor, args: argparse.Na
     return {"hvp_mode": at._mode, "huge_pages": huge, **times, "relative_difference": float((a - b).norm() / b.norm())}
 
 
+def _batch_sizes(model: Any, X: torch.Tensor, y: torch.Tensor, args: argparse.Namespace) -> dict[str, Any]:
+    """Seconds of a forward over all rows and of one 'reuse' product, per rows per batch.
+
+    The sweep behind `objective.CPU_BATCH_BYTES` (the automatic CPU batch): for each of
+    ``--batch-sizes`` (capped at n) an `Objective` with that ``batch_size`` times its loss over
+    all n rows and one Hessian-vector product on the gradient graph of all n rows (built first,
+    timed apart), best of ``--rounds``. Run alone (``--part batch_sizes``); the graph needs
+    about 4.3 MB a row of `resnet20`.
+    """
+    from losslab import Objective
+
+    budget = int(args.memory_budget * (1 << 30))
+    default = Objective(model, "cross_entropy", (X, y), device=args.device, memory_budget=budget)
+    automatic = default.batch_size
+    v = torch.randn(default.dim, generator=torch.Generator().manual_seed(0))
+    del default
+    sizes = sorted({min(int(b), len(X)) for b in args.batch_sizes.split(",")} | {automatic})
+    rows: list[dict[str, Any]] = []
+    for size in sizes:
+        objective = Objective(model, "cross_entropy", (X, y), device=args.device, batch_size=size,
+                              memory_budget=budget, hvp_mode="reuse")  # fmt: skip
+        theta = objective.theta0
+        forward = []
+        for _ in range(args.rounds):
+            start = time.perf_counter()
+            objective.loss(theta)
+            forward.append(time.perf_counter() - start)
+        at = objective.curvature_at(theta)
+        start = time.perf_counter()
+        at._gradient_graph()
+        graph = time.perf_counter() - start
+        product = []
+        for _ in range(args.rounds):
+            start = time.perf_counter()
+            at.hvp(v.to(theta))
+            product.append(time.perf_counter() - start)
+        rows.append({"rows_per_batch": size, "forward_seconds": round(min(forward), 3),
+                     "graph_seconds": round(graph, 3), "product_seconds": round(min(product), 3)})  # fmt: skip
+        del at, objective
+    return {"automatic_rows_per_batch": automatic, "rows": len(X), "sweep": rows}
+
+
 class _BatchedLoss:
     """A loss-landscapes metric (any callable of its model wrapper) that reads the rows in batches."""
 
@@ -145,6 +192,8 @@ def run_part(part: str, args: argparse.Namespace) -> dict[str, Any]:
     cpu0 = time.process_time()
     if part == "ab_products":
         return _ab_products(model, X, y, args)
+    if part == "batch_sizes":
+        return _batch_sizes(model, X, y, args)
     if part.startswith("losslab_") and part != "losslab_plane" or part == "truth_top1":
         from losslab import curvature
 
@@ -259,7 +308,12 @@ def main() -> None:
     parser.add_argument("--memory-budget", type=float, default=16.0, help="losslab's memory budget, GiB.")
     parser.add_argument("--part", choices=PARTS, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--trace-stderr", type=float, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--rounds", type=int, default=3, help="Alternations of --part ab_products.")
+    parser.add_argument("--rounds", type=int, default=3, help="Rounds of --part ab_products and batch_sizes.")
+    parser.add_argument(
+        "--batch-sizes",
+        default="32,75,128,192,512,1024,2048",
+        help="Rows per batch that --part batch_sizes sweeps (the automatic one is added).",
+    )
     parser.add_argument("--huge-pages", choices=("on", "off"), default="on",
                         help="THP_MEM_ALLOC_ENABLE of every part (peers too); on: what losslab runs with.")  # fmt: skip
     args = parser.parse_args()

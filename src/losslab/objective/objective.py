@@ -58,13 +58,13 @@ _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # otherwise): large enough that per-batch overhead is small, small beside the activations.
 STREAM_BATCH_BYTES = 32 << 20
 # Module outputs per batch when the batch size is automatic on CPU. Big batches spill the
-# caches: resnet20 on 2,048 Fashion-MNIST rows (1.77 MB of outputs per row, 2 threads) took
-# 0.98–1.17 s per forward in one batch and 0.50–0.55 s in batches of 32–192 rows, and 5.0–6.8 s
-# per Hessian product ('reuse', 1,024 rows) at 1,024 rows per batch against 2.4–3.4 s at
-# 32–192; the ViT of the zoo (0.68 MB per row, 512 rows) took 0.8–1.3 s per product in one
-# batch and 0.64–0.87 s at 128–198 rows. 128 MiB gives 75, 198 and 87 rows for resnet20,
-# that ViT and vgg9 (a sweep by probe scripts; benchmarks/RESULTS.md, ResNet scale). CUDA is
-# not capped: not measured there (no GPU was lent).
+# caches: resnet20 on 2,048 Fashion-MNIST rows (1.77 MB of outputs per row, 2 threads), one
+# Hessian product ('reuse', all rows) took 6.5–6.8 s in batches of 75–192 rows and 14.3–14.5 s
+# in batches of 1,024–2,048, a forward 0.67 s at 75 rows and 1.13 s in one batch
+# (`python benchmarks/scale.py --part batch_sizes`; benchmarks/RESULTS.md, ResNet scale). The
+# zoo's ViT (0.68 MB per row) gave the same picture in earlier probes. 128 MiB gives 75, 198
+# and 87 rows for resnet20, that ViT and vgg9. CUDA is not capped: not measured there (no GPU
+# was lent).
 CPU_BATCH_BYTES = 128 << 20
 _STOCHASTIC = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
 
