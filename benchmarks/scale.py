@@ -86,11 +86,13 @@ def _setup(args: argparse.Namespace) -> tuple[Any, torch.Tensor, torch.Tensor]:
     return model.eval(), X, y
 
 
-def _objective(model: Any, X: torch.Tensor, y: torch.Tensor, device: str, budget_gib: float | None) -> Any:
+def _objective(
+    model: Any, X: torch.Tensor, y: torch.Tensor, device: str, budget_gib: float | None, **options: Any
+) -> Any:
     from losslab import Objective
 
     extra = {} if budget_gib is None else {"memory_budget": int(budget_gib * (1 << 30))}
-    return Objective(model, "cross_entropy", (X, y), device=device, **extra)
+    return Objective(model, "cross_entropy", (X, y), device=device, **extra, **options)
 
 
 def _ab_products(model: Any, X: torch.Tensor, y: torch.Tensor, args: argparse.Namespace) -> dict[str, Any]:
@@ -141,18 +143,14 @@ def _batch_sizes(model: Any, X: torch.Tensor, y: torch.Tensor, args: argparse.Na
     timed apart), best of ``--rounds``. Run alone (``--part batch_sizes``); the graph needs
     about 4.3 MB a row of `resnet20`.
     """
-    from losslab import Objective
-
-    budget = int(args.memory_budget * (1 << 30))
-    default = Objective(model, "cross_entropy", (X, y), device=args.device, memory_budget=budget)
+    default = _objective(model, X, y, args.device, args.memory_budget)
     automatic = default.batch_size
     v = torch.randn(default.dim, generator=torch.Generator().manual_seed(0))
     del default
     sizes = sorted({min(int(b), len(X)) for b in args.batch_sizes.split(",")} | {automatic})
     rows: list[dict[str, Any]] = []
     for size in sizes:
-        objective = Objective(model, "cross_entropy", (X, y), device=args.device, batch_size=size,
-                              memory_budget=budget, hvp_mode="reuse")  # fmt: skip
+        objective = _objective(model, X, y, args.device, args.memory_budget, batch_size=size, hvp_mode="reuse")
         theta = objective.theta0
         forward = []
         for _ in range(args.rounds):
