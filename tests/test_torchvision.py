@@ -6,6 +6,7 @@ torch) and skip cleanly without it; the option syntax is tested everywhere on ``
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -30,11 +31,18 @@ def test_keyword_options_reach_the_model_function() -> None:
 
 
 def _torchvision_or_skip() -> None:
-    """Skip without torchvision, or with one that cannot load (PyPI's CUDA build beside a CPU torch)."""
+    """Skip without torchvision, or with one that cannot load (PyPI's CUDA build beside a CPU torch).
+
+    ``.ci/run`` runs this file again in an environment built for torchvision and sets
+    ``LOSSLAB_REQUIRE_TORCHVISION=1`` there, so that a broken install fails instead of skipping.
+    """
     try:
         import torchvision  # noqa: F401
     except Exception as exc:  # ImportError, or RuntimeError from its C extension
-        pytest.skip(f"torchvision cannot be imported here: {type(exc).__name__}: {exc}")
+        message = f"torchvision cannot be imported here: {type(exc).__name__}: {exc}"
+        if os.environ.get("LOSSLAB_REQUIRE_TORCHVISION") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
 
 
 def test_a_broken_installed_module_is_a_user_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
