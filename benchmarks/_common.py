@@ -13,15 +13,33 @@ from typing import Any
 import torch
 
 
+def sync() -> None:
+    """Wait for the GPU's queued work, so that a timer reads work done, not work launched (no-op on CPU)."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def best_of(fn: Callable[[], Any], repeats: int = 3) -> float:
     """Best wall time of ``repeats`` calls (seconds), after one warm-up call."""
     fn()
     times = []
     for _ in range(repeats):
+        sync()
         start = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - start)
     return min(times)
+
+
+def peak_memory() -> dict[str, float]:
+    """Peak resident memory of this process in MB, and the GPU's peak allocation where CUDA was used."""
+    import resource
+
+    peak = {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        peak["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return peak
 
 
 def matmul_peak_gflops(size: int = 2000, device: str = "cpu") -> float:

@@ -76,11 +76,12 @@ def test_the_watchdog_ends_its_command_when_the_parent_goes() -> None:
 def test_demo_steps_run_their_pieces_where_the_demo_was_told(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     import json
 
+    import losslab.cli.common as common
     import losslab.cli.study as study
     from losslab.cli.common import ray_default
 
     asked: list[str] = []
-    monkeypatch.setattr(study, "get_executor", lambda ray: asked.append(ray) or LocalExecutor())
+    monkeypatch.setattr(common, "get_executor", lambda ray: asked.append(ray) or LocalExecutor())
     settings = ["widths=4", "epochs=1", "points=3", "train_size=100"]
     with ray_default("10.0.0.1:6379"):
         study.run_study("width-barriers", quick=True, settings=settings, out=tmp_path / "w", json_out=True)

@@ -52,6 +52,7 @@ __all__ = [
     "Options",
     "Setup",
     "command",
+    "cluster_executor",
     "config_from",
     "default_model",
     "emit",
@@ -229,8 +230,7 @@ class Options:
     @functools.cached_property
     def executor(self) -> Executor | None:
         """Where the command's independent pieces run: None (this process) without --ray."""
-        ray = resolve_ray(self.ray)
-        return get_executor(ray) if ray else None
+        return cluster_executor(resolve_ray(self.ray), self.device)
 
     def open_run(
         self, command_name: str, config: dict[str, Any], seeds: dict[str, Any] | None = None, analysis: Any = None
@@ -529,6 +529,19 @@ def ray_default(ray: str | None) -> Iterator[None]:
         yield
     finally:
         _RAY.pop()
+
+
+def cluster_executor(ray: str | None, device: str) -> Executor | None:
+    """The executor for --ray (None without it), refused beside --device cuda.
+
+    Ray's tasks here ask for CPUs only, and Ray hides the GPUs from such tasks, so a piece built
+    for CUDA could not run (or unpickle its CUDA tensors) on a worker.
+    """
+    if not ray:
+        return None
+    if str(device).startswith("cuda"):
+        raise UserError("--ray runs pieces on CPU workers: drop --ray to use the GPU, or pass --device cpu with --ray.")
+    return get_executor(ray)
 
 
 def resolve_ray(ray: str | None) -> str | None:

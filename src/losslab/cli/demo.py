@@ -19,6 +19,7 @@ from losslab.cli.common import (
     JsonOpt,
     OutOpt,
     RayOpt,
+    cluster_executor,
     command,
     emit,
     open_run,
@@ -26,7 +27,6 @@ from losslab.cli.common import (
     ray_default,
     stderr,
 )
-from losslab.parallel import get_executor
 from losslab.store import load
 
 __all__ = ["DEMO_STEPS", "demo", "demo_step"]
@@ -75,7 +75,7 @@ def demo(
     from losslab.report import Section, write_report
 
     config = {"device": device, "steps": [name for name, _, _ in DEMO_STEPS]}
-    executor = get_executor(ray) if ray else None  # one cluster for every step
+    executor = cluster_executor(ray, device)  # one cluster for every step
     where = {"force": force, "device": device, "executor": executor}
     with open_run("demo", out or Path("demo-run"), config=config, **where) as run:
         sections, summary = [], {}

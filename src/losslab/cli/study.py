@@ -23,6 +23,7 @@ from losslab.cli.common import (
     OutOpt,
     RayOpt,
     SeedOpt,
+    cluster_executor,
     command,
     emit_estimate,
     finish,
@@ -33,7 +34,6 @@ from losslab.cli.common import (
 )
 from losslab.cli.demo import demo_step
 from losslab.errors import UserError
-from losslab.parallel import get_executor
 from losslab.studies import STUDIES, StudyContext
 
 __all__ = ["execute_study", "run_study", "study_app"]
@@ -146,7 +146,7 @@ def execute_study(
         "device": device,
         "dtype": dtype,
     }
-    executor = get_executor(ray) if ray else None
+    executor = cluster_executor(ray, device)
     command_name = command_name or f"study {name}"
     seeds = {"seed": getattr(config, "seed", None)}
     where = {"device": device, "dtype": dtype, "executor": executor}

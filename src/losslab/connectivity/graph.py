@@ -34,6 +34,7 @@ from torch.func import functional_call
 
 from losslab.connectivity.network import Network
 from losslab.connectivity.permutation_spec import Axis, PermutationSpec
+from losslab.data.inputs import cast_inputs
 from losslab.errors import UserError
 from losslab.objective import Objective
 
@@ -711,7 +712,7 @@ class TracedNetwork:
         The graph was traced at a fixed batch size; a short last batch is padded with
         copies of its first row, whose outputs are dropped (rows are independent in eval mode).
         """
-        X = self.objective.X if X is None else X
+        X = self.objective.X if X is None else cast_inputs(X, self.objective.device, self.objective.dtype)
         params = self.objective.layout.unflatten(network.theta)
         wanted = set(nodes)
         for start in range(0, len(X), self.rows):

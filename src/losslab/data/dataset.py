@@ -113,7 +113,7 @@ class Dataset:
         count = round(fraction * n)
         corrupted = torch.randperm(n, generator=generator)[:count].sort().values
         y = self.y_train.clone()
-        y[corrupted] = torch.randint(self.num_classes, (count,), generator=generator)
+        y[corrupted.to(y.device)] = torch.randint(self.num_classes, (count,), generator=generator).to(y)
         meta = {**self.meta, "label_noise": fraction, "noise_seed": seed}
         return replace(self, y_train=y, corrupted=corrupted, meta=meta)
 

@@ -73,7 +73,7 @@ def _arrays(data: Dataset | str | tuple[Any, Any]) -> tuple[np.ndarray, np.ndarr
         data = load_data(data)
     if isinstance(data, Dataset):
         X, y = data.split("train")
-        return X.flatten(1).double().numpy(), y.numpy(), data
+        return X.flatten(1).double().cpu().numpy(), y.cpu().numpy(), data
     X, y = data
     X, y = (v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v) for v in (X, y))
     return np.asarray(X, dtype=np.float64).reshape(len(X), -1), y, None

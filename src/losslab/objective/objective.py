@@ -93,7 +93,31 @@ def resolve_device(device: torch.device | str | None) -> torch.device:
         raise UserError("The device 'cuda' was asked for but CUDA is not available here: use --device cpu.")
     if device.type not in ("cpu", "cuda"):
         raise UserError(f"The 'device' parameter must be 'cpu' or 'cuda[:i]'. Got {str(device)!r}.")
-    return device
+    if device.type == "cuda":
+        count = torch.cuda.device_count()
+        index = torch.cuda.current_device() if device.index is None else device.index
+        if not 0 <= index < count:
+            raise UserError(f"The device {str(device)!r} does not exist here: use cuda:0 to cuda:{count - 1}.")
+        _float32_without_tf32()
+        # with its index, so that 'cuda' and 'cuda:0' compare equal wherever devices are compared
+        return torch.device("cuda", index)
+    return torch.device("cpu")
+
+
+def _float32_without_tf32() -> None:
+    """float32 means float32 on CUDA too: TF32 (10-bit mantissas) is turned off for this process.
+
+    PyTorch lets cuDNN convolutions use TF32 by default on Ampere and newer GPUs (about 1e-3
+    relative error), which would put float32 results outside the rounding that the certificates
+    and the float64 comparisons assume; matmuls are set to 'highest' precision for the same reason.
+    """
+    if hasattr(torch.backends.cudnn, "fp32_precision"):  # torch ≥ 2.9: mixing this with the old flags is an error
+        for backend in (torch.backends.cudnn, torch.backends.cudnn.conv, torch.backends.cudnn.rnn):
+            backend.fp32_precision = "ieee"
+        torch.backends.cuda.matmul.fp32_precision = "ieee"
+    else:
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
 
 
 class Objective:

@@ -220,7 +220,7 @@ def _point(config: LazyRegimeConfig, width: int, seed: int, context: StudyContex
         raise UserError(
             f"GD diverged at width {width} (lr {lr:g}, stability bound 2m/λmax = {lr_limit:.3g}): lower lr."
         )
-    snaps = torch.as_tensor(result.snapshots, dtype=objective.dtype)
+    snaps = torch.as_tensor(result.snapshots, dtype=objective.dtype, device=objective.device)
     norm0 = float(torch.linalg.norm(K0))
     kernel_change, weight_change = [], []
     for theta in snaps:
@@ -236,7 +236,7 @@ def _point(config: LazyRegimeConfig, width: int, seed: int, context: StudyContex
     Y = objective.y.reshape(m, -1).double()
     f0_train = objective.forward(theta0).reshape(m, -1).double()
     residual = (V @ (g[:, None] * (V.T @ (f0_train - Y).reshape(-1, 1)))).reshape(-1)
-    theta_T = torch.as_tensor(result.theta, dtype=objective.dtype)
+    theta_T = torch.as_tensor(result.theta, dtype=objective.dtype, device=objective.device)
     train_loss = float(objective.loss(theta_T))
     if test is None:
         nan = float("nan")

@@ -133,7 +133,7 @@ def _remove(objective: Objective, theta: torch.Tensor, drop: list[torch.Tensor],
             incoming = keep
         small[weight], small[bias] = W, b
     model = build_model(spec_of(widths), seed=0)
-    reduced = Objective(model, "cross_entropy", objective.dataset, dtype="float64")
+    reduced = Objective(model, "cross_entropy", objective.dataset, dtype="float64", device=objective.device)
     return float(reduced.loss(reduced.as_theta(small)))
 
 
@@ -258,7 +258,9 @@ def _measure(config: StuckUnitsConfig, data: Any, width: int, context: StudyCont
         [incoming(snaps[-2] if T > 1 else final, i) for i in range(L)],
     )
     stuck_now = [(a - b).norm(dim=1) <= config.stuck_tol * b.norm(dim=1) for a, b in zip(now, before, strict=True)]
-    exact = Objective(build_model(spec_of(widths), seed=config.seed), "cross_entropy", data, dtype="float64")
+    exact = Objective(
+        build_model(spec_of(widths), seed=config.seed), "cross_entropy", data, dtype="float64", device=objective.device
+    )
     loss = float(exact.loss(final.double()))
     violations = 0
     if not torch.equal(objective.loss(_zeroed(objective, final, drop)), objective.loss(final)):
@@ -289,7 +291,9 @@ def _estimate(config: StuckUnitsConfig, context: StudyContext) -> Estimate:
     estimate = Estimate("study stuck-units", [])
     for width in config.widths:
         spec = config.spec(data, [width] * config.depth)
-        objective = Objective(build_model(spec, seed=config.seed), "cross_entropy", data, device=context.device)
+        objective = Objective(
+            build_model(spec, seed=config.seed), "cross_entropy", data, device=context.device, dtype=context.dtype
+        )
         tc = config.train_config(config.train_config(1).steps_per_epoch(objective.n))
         estimate.include(estimate_training(objective, replace(tc, snapshot_every=None), test=False), f"width {width}")
     return estimate

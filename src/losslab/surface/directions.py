@@ -265,7 +265,7 @@ def pca_directions(
     Three snapshots are the minimum (centering removes one dimension, and two
     components are needed); a trajectory that is numerically a line is refused.
     """
-    S = torch.as_tensor(np.asarray(snapshots), dtype=torch.float64)
+    S = host_float64(snapshots)
     if S.ndim != 2:
         raise UserError(f"PCA needs snapshots as a [T, D] array. Got shape {tuple(S.shape)}.")
     if dim is not None and S.shape[1] != dim:
@@ -382,3 +382,10 @@ def _toward(theta: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().numpy().copy()
+
+
+def host_float64(x: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """An array or a tensor on any device, as a float64 tensor on the CPU (where the small linear algebra runs)."""
+    if torch.is_tensor(x):
+        return x.detach().to("cpu", torch.float64)
+    return torch.as_tensor(np.asarray(x), dtype=torch.float64)

@@ -19,6 +19,7 @@ import torch
 from losslab.errors import UserError
 from losslab.objective import Objective
 from losslab.store import register_result
+from losslab.surface.directions import host_float64
 from losslab.surface.points import metrics
 
 __all__ = ["Trajectory", "fit_range", "project"]
@@ -63,9 +64,8 @@ def project(
     With ``objective``, the loss at each projected point is evaluated too, a few points at a time
     inside its memory budget.
     """
-    S = torch.as_tensor(np.asarray(snapshots), dtype=torch.float64)
-    center = torch.as_tensor(np.asarray(theta), dtype=torch.float64)
-    A = torch.stack([torch.as_tensor(np.asarray(d), dtype=torch.float64) for d in (d1, d2)], dim=1)  # [D, 2]
+    S, center = host_float64(snapshots), host_float64(theta)
+    A = torch.stack([host_float64(d) for d in (d1, d2)], dim=1)  # [D, 2]
     if S.ndim != 2 or S.shape[1] != center.shape[0] or A.shape[0] != center.shape[0]:
         raise UserError(
             f"The trajectory's snapshots are {tuple(S.shape)} but the model has {center.shape[0]} "
@@ -80,7 +80,7 @@ def project(
     loss = np.full(len(S), np.nan)
     if objective is not None:
         c = coords.to(objective.device, objective.dtype)
-        base = objective.as_theta(torch.as_tensor(np.asarray(theta)))
+        base = objective.as_theta(host_float64(theta))
         da = A[:, 0].to(objective.device, objective.dtype)
         db = A[:, 1].to(objective.device, objective.dtype)
         ones = torch.ones(len(c), 1, dtype=c.dtype, device=c.device)
