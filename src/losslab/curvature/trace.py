@@ -148,6 +148,19 @@ class _Tracker:
     def precise(self, estimate: float, stderr: float, samples: int) -> bool:
         return samples >= self.min_samples and stderr <= max(self.tol * abs(estimate), self.atol)
 
+    def next_block(self, block: int, estimate: float, stderr: float, samples: int) -> int:
+        """Probes to draw next: ``block``, or as few as the error estimate says the rule needs.
+
+        The standard error falls as 1/√N, so N·(stderr/target)² samples in all are expected to
+        meet the target; drawing only the missing ones (at least one) stops within a probe or
+        two of the first N that meets the rule, where whole blocks overshoot by up to block − 1.
+        """
+        size = min(block, self.max_hvps - self.spent)
+        target = max(self.tol * abs(estimate), self.atol)
+        if samples >= self.min_samples and math.isfinite(stderr) and target > 0:
+            size = min(size, max(1, math.ceil(samples * (stderr / target) ** 2) - samples))
+        return size
+
     def result(
         self, samples: int, converged: bool, groups: dict[str, list[float]] | None = None, choice: str = ""
     ) -> TraceEstimate:
@@ -189,7 +202,8 @@ def hutchinson(
 ) -> TraceEstimate:
     """Hutchinson's estimator mean(zᵀ A z) over Rademacher probes z, with its standard error.
 
-    Probes are drawn ``block`` at a time (one ``matmat``) until the standard error is
+    Probes are drawn ``block`` at a time (one ``matmat``), or as many as the error estimate
+    says are still missing when that is fewer, until the standard error is
     ≤ max(tol·|estimate|, atol) with at least ``min_samples`` probes, or ``max_hvps`` are
     spent. ``groups`` (name → slice of coordinates) also estimates the trace of each
     diagonal block from the same probes: z_gᵀ (A z)_g has mean tr(A_gg).
@@ -223,13 +237,13 @@ def _probe(
     """
     samples = torch.zeros(0, dtype=_WORK) if samples is None else samples
     parts = {name: torch.zeros(0, dtype=_WORK) for name in groups or {}}
-    converged = False
+    converged, mean, stderr = False, 0.0, math.inf
     if len(samples):
         mean, stderr = _mean_stderr(samples)
         track.add(offset + mean, stderr)
         converged = track.precise(offset + mean, stderr, len(samples))
     while track.spent < max_hvps and not converged:
-        Z = _rademacher(min(block, max_hvps - track.spent), op.dim, g, op.device)
+        Z = _rademacher(track.next_block(block, offset + mean, stderr, len(samples)), op.dim, g, op.device)
         if deflate is not None:
             Z = Z - (Z @ deflate.T) @ deflate
         AZ = op.matmat(Z.to(op.dtype)).to(_WORK)

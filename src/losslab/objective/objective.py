@@ -59,8 +59,8 @@ _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 STREAM_BATCH_BYTES = 32 << 20
 # Module outputs per batch when the batch size is automatic on CPU. Big batches spill the
 # caches: resnet20 on 2,048 Fashion-MNIST rows (1.77 MB of outputs per row, 2 threads), one
-# Hessian product ('reuse', all rows) took 6.5–6.8 s in batches of 75–192 rows and 14.3–14.5 s
-# in batches of 1,024–2,048, a forward 0.67 s at 75 rows and 1.13 s in one batch
+# Hessian product ('reuse', all rows) took 7.3–9.0 s in batches of 75 rows and 14.4–17.7 s in
+# batches of 1,024–2,048 (two runs), a forward 0.94–1.11 s at 75 rows and 1.34–2.03 s in one batch
 # (`python benchmarks/scale.py --part batch_sizes`; benchmarks/RESULTS.md, ResNet scale). The
 # zoo's ViT (0.68 MB per row) gave the same picture in earlier probes. 128 MiB gives 75, 198
 # and 87 rows for resnet20, that ViT and vgg9. CUDA is not capped: not measured there (no GPU
@@ -139,7 +139,7 @@ class Objective:
     batch_size : rows per forward pass; results do not depend on it (sums are divided
         by n once). Default: every row at once if that fits ``memory_budget`` and, on CPU,
         at most ``CPU_BATCH_BYTES`` (128 MiB) of module outputs per batch, where larger
-        batches measured up to 2× slower (caches).
+        batches measured 1.6–2.4× slower (caches).
     check_determinism : fail unless the same θ gives the same loss twice and each
         example's output is independent of its batch (catches dropout, train-mode batch
         norm and random augmentation).
